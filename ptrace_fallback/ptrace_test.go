@@ -1,0 +1,11 @@
+package ptrace_fallback
+
+import (
+	"testing"
+
+	"github.com/ringfence/ringfence/guestkernel/platform/platformtest"
+)
+
+func TestConformance(t *testing.T) {
+	platformtest.Run(t, New)
+}
