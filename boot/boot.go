@@ -1,0 +1,234 @@
+// Package boot owns assembling a Sentry: the memory file, the platform,
+// the kernel with its system call table, the app's standard streams, and
+// the first process; then running it to completion with signals from the
+// host forwarded to it. `runsc do` runs it in-process; `runsc boot` will
+// run it as the sandbox process once the runtime splits processes.
+package boot
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ringfence/ringfence/guestkernel/hostfile"
+	"github.com/ringfence/ringfence/guestkernel/kernel"
+	"github.com/ringfence/ringfence/guestkernel/loader"
+	"github.com/ringfence/ringfence/guestkernel/memfile"
+	"github.com/ringfence/ringfence/guestkernel/platform"
+	"github.com/ringfence/ringfence/guestkernel/syscalls"
+	"github.com/ringfence/ringfence/logging"
+
+	// Platforms register themselves.
+	_ "github.com/ringfence/ringfence/ptrace_fallback"
+)
+
+// Exit statuses runsc uses for its own failures, as shells and docker do.
+const (
+	ExitRunscFailed   = 125 // runsc could not set up the sandbox
+	ExitCannotExecute = 126 // the program exists but cannot run
+	ExitNotFound      = 127 // the program does not exist
+)
+
+// Error is a failure before the app ran, with the status runsc exits with.
+type Error struct {
+	Status int
+	Msg    string
+}
+
+func (e *Error) Error() string { return e.Msg }
+
+// Options describe one sandboxed run.
+type Options struct {
+	Platform string // auto, ptrace, kvm
+	Strace   bool
+	Path     string   // resolved executable path on the host
+	Argv     []string // argv[0] as the user gave it
+	Env      []string
+	Cwd      string
+	Hostname string
+}
+
+// ValidPlatforms are the names --platform accepts.
+var ValidPlatforms = []string{"auto", "ptrace", "kvm"}
+
+// NewPlatform makes the named platform over memFD.
+func NewPlatform(name string, memFD int) (platform.Platform, error) {
+	registered := false
+	for _, n := range platform.Names() {
+		registered = registered || n == name
+	}
+	if name != "auto" && !registered {
+		return nil, fmt.Errorf("platform %q is not available in this build (available: auto, %s)",
+			name, strings.Join(platform.Names(), ", "))
+	}
+	return platform.New(name, platform.Options{MemoryFD: memFD, Logf: logging.Debugf})
+}
+
+// Run runs opts.Path in a new sandbox and returns its exit status.
+func Run(o Options) (kernel.ExitStatus, error) {
+	f, err := os.Open(o.Path)
+	if err != nil {
+		status := ExitCannotExecute
+		if errors.Is(err, os.ErrNotExist) {
+			status = ExitNotFound
+		}
+		return kernel.ExitStatus{}, &Error{status, fmt.Sprintf("%s: %v", o.Argv[0], unwrapPathError(err))}
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return kernel.ExitStatus{}, &Error{ExitCannotExecute, fmt.Sprintf("%s: %v", o.Argv[0], err)}
+	}
+	if st.IsDir() {
+		return kernel.ExitStatus{}, &Error{ExitCannotExecute, fmt.Sprintf("%s: is a directory", o.Argv[0])}
+	}
+	if st.Mode()&0o111 == 0 {
+		return kernel.ExitStatus{}, &Error{ExitCannotExecute, fmt.Sprintf("%s: permission denied (not executable)", o.Argv[0])}
+	}
+	// Refuse what cannot run before building a sandbox for it.
+	if _, err := loader.CheckELF(f, o.Path); err != nil {
+		return kernel.ExitStatus{}, &Error{ExitCannotExecute, err.Error()}
+	}
+
+	mf, err := memfile.New(memfile.DefaultSize)
+	if err != nil {
+		return kernel.ExitStatus{}, &Error{ExitRunscFailed, err.Error()}
+	}
+	defer mf.Close()
+	p, err := NewPlatform(o.Platform, mf.FD())
+	if err != nil {
+		return kernel.ExitStatus{}, &Error{ExitRunscFailed, err.Error()}
+	}
+	defer p.Close()
+	logging.Infof("platform: %s", p.Name())
+
+	k := kernel.New(kernel.Config{
+		Platform:    p,
+		MemFile:     mf,
+		Dispatcher:  &syscalls.Table{Strace: o.Strace},
+		Strace:      o.Strace,
+		Hostname:    o.Hostname,
+		Creds:       hostCreds(),
+		HWCap:       hwcap(),
+		HWCap2:      hostAux(loader.AtHWCap2, 0),
+		MinSigStkSz: hostAux(loader.AtMinSigStkSz, 2048),
+	})
+	var stdio []kernel.File
+	for fd := 0; fd < 3; fd++ {
+		hf, err := hostfile.Import(fd)
+		if err != nil {
+			// A closed standard stream stays closed in the sandbox.
+			logging.Debugf("fd %d not imported: %v", fd, err)
+			break
+		}
+		stdio = append(stdio, hf)
+	}
+	tg, err := k.CreateProcess(kernel.ProcessArgs{
+		File: f, Name: o.Argv[0], ExecFn: o.Path, Argv: o.Argv, Envv: o.Env, Stdio: stdio,
+	})
+	if err != nil {
+		var le *loader.Error
+		if errors.As(err, &le) {
+			return kernel.ExitStatus{}, &Error{ExitCannotExecute, le.Msg}
+		}
+		return kernel.ExitStatus{}, &Error{ExitRunscFailed, err.Error()}
+	}
+
+	sigs := make(chan os.Signal, 16)
+	signal.Notify(sigs, unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT)
+	defer signal.Stop(sigs)
+	go func() {
+		for s := range sigs {
+			logging.Debugf("forwarding %v to the sandbox", s)
+			k.SendSignal(s.(unix.Signal))
+		}
+	}()
+	tg.Start()
+	status := tg.Wait()
+	logging.Debugf("sandbox exited: %v", status)
+	return status, nil
+}
+
+func unwrapPathError(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		if errors.Is(pe.Err, unix.ENOENT) {
+			return errors.New("no such file or directory")
+		}
+		return pe.Err
+	}
+	return err
+}
+
+func hostCreds() kernel.Creds {
+	c := kernel.Creds{
+		UID: uint32(os.Getuid()), EUID: uint32(os.Geteuid()),
+		GID: uint32(os.Getgid()), EGID: uint32(os.Getegid()),
+	}
+	c.SUID, c.SGID = c.EUID, c.EGID
+	if gs, err := os.Getgroups(); err == nil {
+		for _, g := range gs {
+			c.Groups = append(c.Groups, uint32(g))
+		}
+	}
+	return c
+}
+
+// hwcap is what Linux puts in AT_HWCAP on x86-64: CPUID leaf 1's EDX.
+func hwcap() uint64 {
+	_, _, _, edx := platform.CPUID(1, 0)
+	return uint64(edx)
+}
+
+// hostAux reads one entry of runsc's own auxiliary vector, which carries
+// host facts (AT_HWCAP2, AT_MINSIGSTKSZ) the sandbox passes on.
+func hostAux(key uint64, def uint64) uint64 {
+	b, err := os.ReadFile("/proc/self/auxv")
+	if err != nil {
+		return def
+	}
+	for i := 0; i+16 <= len(b); i += 16 {
+		k := binary.LittleEndian.Uint64(b[i:])
+		if k == key {
+			return binary.LittleEndian.Uint64(b[i+8:])
+		}
+		if k == 0 {
+			break
+		}
+	}
+	return def
+}
+
+// ProbePlatform checks that the named platform works on this host.
+func ProbePlatform(name string) error {
+	mf, err := memfile.New(1 << 30)
+	if err != nil {
+		return err
+	}
+	defer mf.Close()
+	p, err := NewPlatform(name, mf.FD())
+	if err != nil {
+		return err
+	}
+	return p.Close()
+}
+
+// AutoPlatform names the platform --platform=auto picks here.
+func AutoPlatform() (string, error) {
+	mf, err := memfile.New(1 << 30)
+	if err != nil {
+		return "", err
+	}
+	defer mf.Close()
+	p, err := NewPlatform("auto", mf.FD())
+	if err != nil {
+		return "", err
+	}
+	defer p.Close()
+	return p.Name(), nil
+}

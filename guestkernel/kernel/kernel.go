@@ -1,0 +1,205 @@
+// Package kernel owns the Sentry's core objects: the Kernel, thread groups
+// and tasks (one goroutine per app thread running the platform's Switch
+// loop), signals, credentials, resource limits and FD tables. System call
+// semantics live in package syscalls, which the kernel reaches through the
+// Dispatcher interface; the kernel sees platforms only through
+// guestkernel/platform.
+package kernel
+
+import (
+	"fmt"
+	"os"
+	"sync"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ringfence/ringfence/guestkernel/loader"
+	"github.com/ringfence/ringfence/guestkernel/memfile"
+	"github.com/ringfence/ringfence/guestkernel/mm"
+	"github.com/ringfence/ringfence/guestkernel/platform"
+	"github.com/ringfence/ringfence/logging"
+)
+
+// Dispatcher serves system calls. It returns the value for the app's rax.
+type Dispatcher interface {
+	Dispatch(t *Task, nr uint64, args *[6]uint64) uint64
+}
+
+// Creds are a task's credentials.
+type Creds struct {
+	UID, EUID, SUID uint32
+	GID, EGID, SGID uint32
+	Groups          []uint32
+}
+
+// Config is what a Kernel needs.
+type Config struct {
+	Platform   platform.Platform
+	MemFile    *memfile.File
+	Dispatcher Dispatcher
+	Strace     bool
+	Hostname   string
+	Creds      Creds
+	// Host facts the auxiliary vector passes on.
+	HWCap, HWCap2, MinSigStkSz uint64
+}
+
+// ExitStatus is how a sandbox's init process ended.
+type ExitStatus struct {
+	Code   int
+	Signal unix.Signal // non-zero if killed by a signal
+}
+
+// ShellCode is the status a shell would report: the code, or 128+signal.
+func (e ExitStatus) ShellCode() int {
+	if e.Signal != 0 {
+		return 128 + int(e.Signal)
+	}
+	return e.Code
+}
+
+func (e ExitStatus) String() string {
+	if e.Signal != 0 {
+		return fmt.Sprintf("killed by signal %d (%v)", int(e.Signal), e.Signal)
+	}
+	return fmt.Sprintf("exit status %d", e.Code)
+}
+
+// Kernel is one sandbox's kernel.
+type Kernel struct {
+	Config
+	limits *Limits
+
+	cpuOnce sync.Once
+	cpuMask []byte
+
+	mu      sync.Mutex
+	nextTID int32
+	init    *ThreadGroup
+}
+
+// New makes a kernel.
+func New(c Config) *Kernel {
+	k := &Kernel{Config: c, limits: HostLimits(), nextTID: 1}
+	// Read the affinity now, before task threads pin themselves to CPUs.
+	k.CPUMask()
+	return k
+}
+
+// ProcessArgs describe the sandbox's first process.
+type ProcessArgs struct {
+	File   *os.File // the executable, opened by the caller
+	Name   string   // for messages
+	ExecFn string
+	Argv   []string
+	Envv   []string
+	Stdio  []File // installed as fds 0, 1, 2, ...
+}
+
+// CreateProcess loads the first process. It is not started until Start.
+func (k *Kernel) CreateProcess(a ProcessArgs) (*ThreadGroup, error) {
+	as, err := k.Platform.NewAddressSpace()
+	if err != nil {
+		return nil, fmt.Errorf("creating address space: %w", err)
+	}
+	min, max := k.Platform.MinUserAddress(), k.Platform.MaxUserAddress()
+	m := mm.New(k.MemFile, as, min, max)
+	stack := k.limits.Get(unix.RLIMIT_STACK).Cur
+	img, err := loader.Load(m, loader.Args{
+		File: a.File, Name: a.Name, Argv: a.Argv, Envv: a.Envv, ExecFn: a.ExecFn,
+		Creds: loader.Creds{UID: k.Creds.UID, EUID: k.Creds.EUID, GID: k.Creds.GID, EGID: k.Creds.EGID},
+		HWCap: k.HWCap, HWCap2: k.HWCap2, MinSigStkSz: k.MinSigStkSz,
+		StackSize: stack,
+	})
+	if err != nil {
+		m.Release()
+		return nil, err
+	}
+	tg := &ThreadGroup{k: k, limits: k.limits.Copy(), done: make(chan struct{})}
+	t, err := k.newTask(tg, m)
+	if err != nil {
+		m.Release()
+		return nil, err
+	}
+	tg.leader = t
+	tg.pid = t.tid
+	for i, f := range a.Stdio {
+		d := NewFileDescription(f)
+		t.fdt.InstallAt(int32(i), d, false)
+		d.DecRef() // the table holds it now
+	}
+	t.regs.Rip = img.Entry
+	t.regs.Rsp = img.StackPtr
+	t.regs.Cs, t.regs.Ss, t.regs.Eflags = platform.UserCS, platform.UserSS, platform.EflagsInit
+	t.auxv = img.Auxv
+	k.mu.Lock()
+	k.init = tg
+	k.mu.Unlock()
+	return tg, nil
+}
+
+func (k *Kernel) newTask(tg *ThreadGroup, m *mm.MM) (*Task, error) {
+	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		return nil, fmt.Errorf("task interrupt eventfd: %w", err)
+	}
+	k.mu.Lock()
+	tid := k.nextTID
+	k.nextTID++
+	k.mu.Unlock()
+	creds := k.Creds
+	return &Task{
+		k: k, tg: tg, tid: tid, mm: m, fdt: NewFDTable(), fpu: platform.NewFPState(),
+		creds: &creds, interruptFD: efd,
+	}, nil
+}
+
+// Start runs tg's tasks.
+func (tg *ThreadGroup) Start() {
+	go tg.leader.run()
+}
+
+// Wait blocks until tg has exited and returns its status.
+func (tg *ThreadGroup) Wait() ExitStatus {
+	<-tg.done
+	return tg.status
+}
+
+// SendSignal sends sig to the sandbox's init process, as runsc does when
+// it forwards a signal it received.
+func (k *Kernel) SendSignal(sig unix.Signal) {
+	k.mu.Lock()
+	tg := k.init
+	k.mu.Unlock()
+	if tg != nil {
+		tg.SendSignal(sig, SigInfo{Signo: int32(sig), Code: siUser})
+	}
+}
+
+// Logf is the kernel's debug logger (passed to platforms).
+func Logf(format string, args ...any) { logging.Debugf(format, args...) }
+
+// CPUMask returns the sandbox's CPU affinity mask in sched_getaffinity's
+// format: the CPUs runsc may use, in whole 64-bit words.
+func (k *Kernel) CPUMask() []byte {
+	k.cpuOnce.Do(func() {
+		var set unix.CPUSet
+		if err := unix.SchedGetaffinity(0, &set); err != nil {
+			set.Set(0)
+		}
+		high := 0
+		for i := 0; i < len(set)*64; i++ {
+			if set.IsSet(i) {
+				high = i
+			}
+		}
+		words := high/64 + 1
+		k.cpuMask = make([]byte, 8*words)
+		for i := 0; i <= high; i++ {
+			if set.IsSet(i) {
+				k.cpuMask[i/8] |= 1 << (i % 8)
+			}
+		}
+	})
+	return k.cpuMask
+}

@@ -1,0 +1,295 @@
+package kernel
+
+import (
+	"errors"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ringfence/ringfence/guestkernel/loader"
+	"github.com/ringfence/ringfence/guestkernel/mm"
+	"github.com/ringfence/ringfence/guestkernel/platform"
+	"github.com/ringfence/ringfence/logging"
+)
+
+// ThreadGroup is a process.
+type ThreadGroup struct {
+	k      *Kernel
+	pid    int32
+	leader *Task
+	limits *Limits
+
+	mu       sync.Mutex
+	actions  [numSignals]SigAction
+	pending  sigSet
+	info     [numSignals]SigInfo
+	exiting  bool
+	status   ExitStatus
+	done     chan struct{}
+	doneOnce sync.Once
+}
+
+// PID is the process id inside the sandbox.
+func (tg *ThreadGroup) PID() int32 { return tg.pid }
+
+// Limits returns the process's resource limits.
+func (tg *ThreadGroup) Limits() *Limits { return tg.limits }
+
+// Exiting reports whether the process is going away.
+func (tg *ThreadGroup) Exiting() bool {
+	tg.mu.Lock()
+	defer tg.mu.Unlock()
+	return tg.exiting
+}
+
+// Exit ends the whole process with status; the first caller wins.
+func (tg *ThreadGroup) Exit(status ExitStatus) {
+	tg.mu.Lock()
+	if tg.exiting {
+		tg.mu.Unlock()
+		return
+	}
+	tg.exiting = true
+	tg.status = status
+	tg.mu.Unlock()
+	tg.leader.Interrupt()
+}
+
+// Task is one app thread.
+type Task struct {
+	k     *Kernel
+	tg    *ThreadGroup
+	tid   int32
+	mm    *mm.MM
+	fdt   *FDTable
+	creds *Creds
+
+	regs platform.Registers
+	fpu  *platform.FPState
+	ctx  atomic.Pointer[platform.Context]
+	auxv []loader.AuxEntry
+
+	// Signal state private to the thread.
+	sigMask        sigSet
+	threadPending  sigSet
+	signalsWaiting atomic.Bool // a fast check for the run loop
+	altStack       SignalStack
+
+	clearChildTID uint64
+	robustList    uint64
+
+	interruptFD int
+	appTime     time.Duration // wall time spent running app code
+	startTime   time.Time
+
+	// Scratch space reused by system calls to avoid allocating.
+	IOVecScratch [][]byte
+}
+
+// Kernel returns the task's kernel.
+func (t *Task) Kernel() *Kernel { return t.k }
+
+// ThreadGroup returns the task's process.
+func (t *Task) ThreadGroup() *ThreadGroup { return t.tg }
+
+// TID is the thread id inside the sandbox.
+func (t *Task) TID() int32 { return t.tid }
+
+// MM is the task's address space.
+func (t *Task) MM() *mm.MM { return t.mm }
+
+// FDTable is the task's file descriptor table.
+func (t *Task) FDTable() *FDTable { return t.fdt }
+
+// Creds returns the task's credentials.
+func (t *Task) Creds() *Creds { return t.creds }
+
+// Regs are the task's registers; system call handlers may change them.
+func (t *Task) Regs() *platform.Registers { return &t.regs }
+
+// Auxv is the auxiliary vector the task was started with.
+func (t *Task) Auxv() []loader.AuxEntry { return t.auxv }
+
+// AppTime is how long the task has run app code.
+func (t *Task) AppTime() time.Duration { return t.appTime }
+
+// SetClearChildTID records set_tid_address's pointer.
+func (t *Task) SetClearChildTID(addr uint64) { t.clearChildTID = addr }
+
+// SetRobustList records set_robust_list's head.
+func (t *Task) SetRobustList(addr uint64) { t.robustList = addr }
+
+// Interrupt makes the task notice a change: it leaves app code or a
+// blocking wait and rechecks its state.
+func (t *Task) Interrupt() {
+	if c := t.ctx.Load(); c != nil {
+		(*c).Interrupt()
+	}
+	var one = [8]byte{1}
+	unix.Write(t.interruptFD, one[:])
+}
+
+// run is the task goroutine: switch into the app, serve what comes back.
+func (t *Task) run() {
+	// A ptrace tracer is an OS thread: the goroutine keeps its thread for
+	// life, and the thread dies with it (taking its stubs along).
+	runtime.LockOSThread()
+	t.startTime = time.Now()
+	status := t.loop()
+	t.release()
+	t.tg.finish(status)
+}
+
+func (t *Task) loop() ExitStatus {
+	ctx, err := t.k.Platform.NewContext()
+	if err != nil {
+		logging.Warningf("task %d: creating platform context: %v", t.tid, err)
+		return ExitStatus{Signal: unix.SIGKILL}
+	}
+	t.ctx.Store(&ctx)
+	defer func() {
+		t.ctx.Store(nil)
+		ctx.Release()
+	}()
+	as := t.mm.AddressSpace()
+	for {
+		if t.tg.Exiting() {
+			return t.tg.exitStatus()
+		}
+		start := time.Now()
+		ev, err := ctx.Switch(as, &t.regs, t.fpu)
+		t.appTime += time.Since(start)
+		if err != nil {
+			if errors.Is(err, platform.ErrContextKilled) && t.tg.Exiting() {
+				return t.tg.exitStatus()
+			}
+			logging.Warningf("task %d: platform failed, killing the process: %v", t.tid, err)
+			t.tg.Exit(ExitStatus{Signal: unix.SIGKILL})
+			continue
+		}
+		switch ev.Kind {
+		case platform.EventSyscall:
+			args := t.regs.SyscallArgs()
+			t.regs.Rax = t.k.Dispatcher.Dispatch(t, t.regs.OrigRax, &args)
+		case platform.EventFault:
+			if err := t.mm.HandleFault(ev.FaultAddr, ev.FaultAccess); err != nil {
+				var fe *mm.FaultError
+				code := int32(mm.SegvMapErr)
+				if errors.As(err, &fe) {
+					code = fe.Code
+				}
+				t.forceSignal(SigInfo{Signo: int32(unix.SIGSEGV), Code: code, Addr: ev.FaultAddr})
+			}
+		case platform.EventSignal:
+			t.forceSignal(SigInfo{Signo: ev.Signal.Signo, Code: ev.Signal.Code, Addr: ev.Signal.Addr})
+		case platform.EventInterrupted:
+		}
+		if t.signalsWaiting.Load() {
+			t.handleSignals()
+		}
+	}
+}
+
+func (t *Task) release() {
+	t.fdt.CloseAll()
+	t.mm.Release()
+	unix.Close(t.interruptFD)
+}
+
+func (tg *ThreadGroup) exitStatus() ExitStatus {
+	tg.mu.Lock()
+	defer tg.mu.Unlock()
+	return tg.status
+}
+
+func (tg *ThreadGroup) finish(status ExitStatus) {
+	tg.mu.Lock()
+	tg.exiting = true
+	tg.status = status
+	tg.mu.Unlock()
+	tg.doneOnce.Do(func() { close(tg.done) })
+}
+
+// ErrInterrupted is returned by blocking waits that a signal cut short;
+// system calls turn it into EINTR.
+var ErrInterrupted = unix.EINTR
+
+// interrupted drains the interrupt eventfd and reports whether the task
+// must stop waiting: it is exiting or has a signal to handle.
+func (t *Task) interrupted() bool {
+	var buf [8]byte
+	unix.Read(t.interruptFD, buf[:])
+	return t.tg.Exiting() || t.hasDeliverableSignal()
+}
+
+// WaitHostFD blocks until host fd has any of events, or returns
+// ErrInterrupted if a signal or exit comes first. timeout < 0 waits
+// forever; on timeout it returns unix.ETIMEDOUT.
+func (t *Task) WaitHostFD(fd int, events int16, timeout time.Duration) error {
+	fds := []unix.PollFd{{Fd: int32(fd), Events: events}, {Fd: int32(t.interruptFD), Events: unix.POLLIN}}
+	return t.block(fds, timeout)
+}
+
+// Sleep blocks for d; it returns the time left and ErrInterrupted if a
+// signal cut it short.
+func (t *Task) Sleep(d time.Duration) (time.Duration, error) {
+	deadline := time.Now().Add(d)
+	fds := []unix.PollFd{{Fd: int32(t.interruptFD), Events: unix.POLLIN}}
+	err := t.block(fds, d)
+	if err == unix.ETIMEDOUT {
+		return 0, nil
+	}
+	left := time.Until(deadline)
+	if left < 0 {
+		left = 0
+	}
+	return left, err
+}
+
+// block polls fds (the last being the interrupt eventfd) until one of the
+// others is ready, the task is interrupted, or timeout passes.
+func (t *Task) block(fds []unix.PollFd, timeout time.Duration) error {
+	if t.interrupted() {
+		return ErrInterrupted
+	}
+	var deadline time.Time
+	if timeout >= 0 {
+		deadline = time.Now().Add(timeout)
+	}
+	last := len(fds) - 1
+	for {
+		var ts *unix.Timespec
+		if timeout >= 0 {
+			left := time.Until(deadline)
+			if left <= 0 {
+				return unix.ETIMEDOUT
+			}
+			v := unix.NsecToTimespec(left.Nanoseconds())
+			ts = &v
+		}
+		for i := range fds {
+			fds[i].Revents = 0
+		}
+		n, err := unix.Ppoll(fds, ts, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			continue // the deadline check above ends the loop
+		}
+		if fds[last].Revents != 0 && t.interrupted() {
+			return ErrInterrupted
+		}
+		for _, p := range fds[:last] {
+			if p.Revents != 0 {
+				return nil
+			}
+		}
+	}
+}

@@ -1,0 +1,397 @@
+package syscalls
+
+import (
+	"encoding/binary"
+	"strconv"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ringfence/ringfence/guestkernel/kernel"
+	"github.com/ringfence/ringfence/logging"
+)
+
+func init() {
+	full(unix.SYS_READ, sysRead, aFD, aOutBuf, aInt)
+	full(unix.SYS_WRITE, sysWrite, aFD, aInBuf, aInt)
+	full(unix.SYS_READV, sysReadv, aFD, aHex, aInt)
+	full(unix.SYS_WRITEV, sysWritev, aFD, aHex, aInt)
+	full(unix.SYS_PREAD64, sysPread64, aFD, aOutBuf, aInt, aInt)
+	full(unix.SYS_PWRITE64, sysPwrite64, aFD, aInBuf, aInt, aInt)
+	full(unix.SYS_LSEEK, sysLseek, aFD, aInt, aInt)
+	full(unix.SYS_CLOSE, sysClose, aFD)
+	full(unix.SYS_CLOSE_RANGE, sysCloseRange, aFD, aFD, aHex)
+	full(unix.SYS_DUP, sysDup, aFD)
+	full(unix.SYS_DUP2, sysDup2, aFD, aFD)
+	full(unix.SYS_DUP3, sysDup3, aFD, aFD, aHex)
+	partial(unix.SYS_FCNTL, "F_DUPFD, F_DUPFD_CLOEXEC, F_GETFD, F_SETFD, F_GETFL, F_SETFL; locks and leases come with the files issue", sysFcntl, aFD, aInt, aHex)
+	full(unix.SYS_FSTAT, sysFstat, aFD, aHex)
+	partial(unix.SYS_NEWFSTATAT, "AT_EMPTY_PATH on an open fd; the sandbox has no filesystem yet, so paths give ENOENT", sysNewfstatat, aFD, aPath, aHex, aHex)
+	partial(unix.SYS_IOCTL, "FIOCLEX, FIONCLEX, FIONBIO, FIONREAD, and TCGETS/TCSETS*/TIOCGWINSZ/TIOCSWINSZ on a host terminal", sysIoctl, aFD, aHex, aHex)
+}
+
+// maxRW is Linux's MAX_RW_COUNT: one call moves at most this much.
+const maxRW = 0x7ffff000
+
+// iovMax is IOV_MAX.
+const iovMax = 1024
+
+func getFile(t *kernel.Task, fd uint64) (*kernel.FileDescription, error) {
+	d, ok := t.FDTable().Get(int32(fd))
+	if !ok {
+		return nil, unix.EBADF
+	}
+	return d, nil
+}
+
+func readable(d *kernel.FileDescription) bool {
+	return d.StatusFlags()&unix.O_ACCMODE != unix.O_WRONLY
+}
+
+func writable(d *kernel.FileDescription) bool {
+	return d.StatusFlags()&unix.O_ACCMODE != unix.O_RDONLY
+}
+
+// buffer returns the Sentry's views of one app buffer, reusing the task's
+// scratch slice so the common path does not allocate.
+func buffer(t *kernel.Task, addr, n uint64, forWrite bool) ([][]byte, error) {
+	if n > maxRW {
+		n = maxRW
+	}
+	iovs, err := t.MM().IOVecs(addr, int(n), forWrite, t.IOVecScratch[:0])
+	t.IOVecScratch = iovs[:0]
+	if err != nil {
+		return nil, unix.EFAULT
+	}
+	return iovs, nil
+}
+
+// vectors reads an app iovec array and returns the Sentry's views.
+func vectors(t *kernel.Task, addr, count uint64, forWrite bool) ([][]byte, error) {
+	if count > iovMax {
+		return nil, unix.EINVAL
+	}
+	raw := make([]byte, 16*count)
+	if _, err := t.MM().CopyIn(addr, raw); err != nil {
+		return nil, unix.EFAULT
+	}
+	var total uint64
+	iovs := t.IOVecScratch[:0]
+	for i := uint64(0); i < count; i++ {
+		base := binary.LittleEndian.Uint64(raw[16*i:])
+		n := binary.LittleEndian.Uint64(raw[16*i+8:])
+		if int64(n) < 0 {
+			return nil, unix.EINVAL
+		}
+		if total+n > maxRW {
+			n = maxRW - total
+		}
+		total += n
+		if n == 0 {
+			continue
+		}
+		var err error
+		if iovs, err = t.MM().IOVecs(base, int(n), forWrite, iovs); err != nil {
+			t.IOVecScratch = iovs[:0]
+			return nil, unix.EFAULT
+		}
+	}
+	t.IOVecScratch = iovs[:0]
+	return iovs, nil
+}
+
+func doRead(t *kernel.Task, fd uint64, iovs [][]byte, offset int64) (uint64, error) {
+	d, err := getFile(t, fd)
+	if err != nil {
+		return 0, err
+	}
+	defer d.DecRef()
+	if !readable(d) {
+		return 0, unix.EBADF
+	}
+	if len(iovs) == 0 {
+		return 0, nil
+	}
+	n, err := d.Read(t, iovs, offset)
+	if n > 0 {
+		return uint64(n), nil
+	}
+	return 0, err
+}
+
+func doWrite(t *kernel.Task, fd uint64, iovs [][]byte, offset int64) (uint64, error) {
+	d, err := getFile(t, fd)
+	if err != nil {
+		return 0, err
+	}
+	defer d.DecRef()
+	if !writable(d) {
+		return 0, unix.EBADF
+	}
+	if len(iovs) == 0 {
+		return 0, nil
+	}
+	n, err := d.Write(t, iovs, offset)
+	if err == unix.EPIPE {
+		t.SendThreadSignal(unix.SIGPIPE, kernel.SigInfo{Signo: int32(unix.SIGPIPE)})
+	}
+	if n > 0 {
+		return uint64(n), nil
+	}
+	return 0, err
+}
+
+func sysRead(t *kernel.Task, a *[6]uint64) (uint64, error) {
+	iovs, err := buffer(t, a[1], a[2], true)
+	if err != nil {
+		return 0, err
+	}
+	return doRead(t, a[0], iovs, -1)
+}
+
+func sysWrite(t *kernel.Task, a *[6]uint64) (uint64, error) {
+	iovs, err := buffer(t, a[1], a[2], false)
+	if err != nil {
+		return 0, err
+	}
+	return doWrite(t, a[0], iovs, -1)
+}
+
+func sysReadv(t *kernel.Task, a *[6]uint64) (uint64, error) {
+	iovs, err := vectors(t, a[1], a[2], true)
+	if err != nil {
+		return 0, err
+	}
+	return doRead(t, a[0], iovs, -1)
+}
+
+func sysWritev(t *kernel.Task, a *[6]uint64) (uint64, error) {
+	iovs, err := vectors(t, a[1], a[2], false)
+	if err != nil {
+		return 0, err
+	}
+	return doWrite(t, a[0], iovs, -1)
+}
+
+func sysPread64(t *kernel.Task, a *[6]uint64) (uint64, error) {
+	if int64(a[3]) < 0 {
+		return 0, unix.EINVAL
+	}
+	iovs, err := buffer(t, a[1], a[2], true)
+	if err != nil {
+		return 0, err
+	}
+	return doRead(t, a[0], iovs, int64(a[3]))
+}
+
+func sysPwrite64(t *kernel.Task, a *[6]uint64) (uint64, error) {
+	if int64(a[3]) < 0 {
+		return 0, unix.EINVAL
+	}
+	iovs, err := buffer(t, a[1], a[2], false)
+	if err != nil {
+		return 0, err
+	}
+	return doWrite(t, a[0], iovs, int64(a[3]))
+}
+
+func sysLseek(t *kernel.Task, a *[6]uint64) (uint64, error) {
+	d, err := getFile(t, a[0])
+	if err != nil {
+		return 0, err
+	}
+	defer d.DecRef()
+	if a[2] > unix.SEEK_HOLE {
+		return 0, unix.EINVAL
+	}
+	off, err := d.Seek(int64(a[1]), int(a[2]))
+	return uint64(off), err
+}
+
+func sysClose(t *kernel.Task, a *[6]uint64) (uint64, error) {
+	return 0, t.FDTable().Remove(int32(a[0]))
+}
+
+const (
+	closeRangeUnshare = 2
+	closeRangeCloexec = 4
+)
+
+func sysCloseRange(t *kernel.Task, a *[6]uint64) (uint64, error) {
+	first, last, flags := uint32(a[0]), uint32(a[1]), a[2]
+	if flags&^(closeRangeUnshare|closeRangeCloexec) != 0 || first > last {
+		return 0, unix.EINVAL
+	}
+	if flags&closeRangeCloexec != 0 {
+		for fd := uint64(first); fd <= uint64(last) && fd < nofile(t); fd++ {
+			t.FDTable().SetCloexec(int32(fd), true)
+		}
+		return 0, nil
+	}
+	t.FDTable().CloseRange(first, last)
+	return 0, nil
+}
+
+func nofile(t *kernel.Task) uint64 {
+	return t.ThreadGroup().Limits().Get(unix.RLIMIT_NOFILE).Cur
+}
+
+func dupFrom(t *kernel.Task, fd uint64, min int32, cloexec bool) (uint64, error) {
+	d, err := getFile(t, fd)
+	if err != nil {
+		return 0, err
+	}
+	defer d.DecRef()
+	nfd, err := t.FDTable().Install(d, min, cloexec, nofile(t))
+	return uint64(nfd), err
+}
+
+func sysDup(t *kernel.Task, a *[6]uint64) (uint64, error) {
+	return dupFrom(t, a[0], 0, false)
+}
+
+func dupTo(t *kernel.Task, oldfd, newfd uint64, cloexec bool) (uint64, error) {
+	d, err := getFile(t, oldfd)
+	if err != nil {
+		return 0, err
+	}
+	defer d.DecRef()
+	if int32(newfd) < 0 || uint64(int32(newfd)) >= nofile(t) || newfd > 1<<31 {
+		return 0, unix.EBADF
+	}
+	nfd, err := t.FDTable().InstallAt(int32(newfd), d, cloexec)
+	return uint64(nfd), err
+}
+
+func sysDup2(t *kernel.Task, a *[6]uint64) (uint64, error) {
+	if a[0] == a[1] {
+		d, err := getFile(t, a[0])
+		if err != nil {
+			return 0, err
+		}
+		d.DecRef()
+		return a[1], nil
+	}
+	return dupTo(t, a[0], a[1], false)
+}
+
+func sysDup3(t *kernel.Task, a *[6]uint64) (uint64, error) {
+	if a[2]&^unix.O_CLOEXEC != 0 || a[0] == a[1] {
+		return 0, unix.EINVAL
+	}
+	return dupTo(t, a[0], a[1], a[2]&unix.O_CLOEXEC != 0)
+}
+
+func sysFcntl(t *kernel.Task, a *[6]uint64) (uint64, error) {
+	fd, cmd, arg := a[0], int(int32(a[1])), a[2]
+	switch cmd {
+	case unix.F_DUPFD, unix.F_DUPFD_CLOEXEC:
+		if int32(arg) < 0 || uint64(int32(arg)) >= nofile(t) {
+			return 0, unix.EINVAL
+		}
+		return dupFrom(t, fd, int32(arg), cmd == unix.F_DUPFD_CLOEXEC)
+	case unix.F_GETFD:
+		c, err := t.FDTable().Cloexec(int32(fd))
+		if err != nil {
+			return 0, err
+		}
+		if c {
+			return unix.FD_CLOEXEC, nil
+		}
+		return 0, nil
+	case unix.F_SETFD:
+		return 0, t.FDTable().SetCloexec(int32(fd), arg&unix.FD_CLOEXEC != 0)
+	}
+	d, err := getFile(t, fd)
+	if err != nil {
+		return 0, err
+	}
+	defer d.DecRef()
+	switch cmd {
+	case unix.F_GETFL:
+		return uint64(d.StatusFlags()), nil
+	case unix.F_SETFL:
+		d.SetStatusFlags(int(arg))
+		return 0, nil
+	}
+	logging.WarnOnce("fcntl-"+strconv.Itoa(cmd), "fcntl command %d is not supported yet; returning EINVAL", cmd)
+	return 0, unix.EINVAL
+}
+
+func statBytes(st *unix.Stat_t) []byte {
+	return unsafe.Slice((*byte)(unsafe.Pointer(st)), unsafe.Sizeof(*st))
+}
+
+func doFstat(t *kernel.Task, fd, addr uint64) (uint64, error) {
+	d, err := getFile(t, fd)
+	if err != nil {
+		return 0, err
+	}
+	defer d.DecRef()
+	st, err := d.Stat()
+	if err != nil {
+		return 0, err
+	}
+	if _, err := t.MM().CopyOut(addr, statBytes(&st)); err != nil {
+		return 0, unix.EFAULT
+	}
+	return 0, nil
+}
+
+func sysFstat(t *kernel.Task, a *[6]uint64) (uint64, error) {
+	return doFstat(t, a[0], a[1])
+}
+
+func sysNewfstatat(t *kernel.Task, a *[6]uint64) (uint64, error) {
+	dirfd, pathAddr, buf, flags := a[0], a[1], a[2], a[3]
+	if flags&^(unix.AT_SYMLINK_NOFOLLOW|unix.AT_EMPTY_PATH|unix.AT_NO_AUTOMOUNT) != 0 {
+		return 0, unix.EINVAL
+	}
+	path, err := t.MM().CopyInString(pathAddr, unix.PathMax)
+	if err != nil {
+		return 0, err
+	}
+	if path == "" {
+		if flags&unix.AT_EMPTY_PATH == 0 {
+			return 0, unix.ENOENT
+		}
+		if int32(dirfd) == unix.AT_FDCWD {
+			return 0, unix.ENOENT // no filesystem: no cwd to stat
+		}
+		return doFstat(t, dirfd, buf)
+	}
+	// The sandbox has no filesystem until the files issue lands.
+	return 0, unix.ENOENT
+}
+
+// Descriptor-level ioctls every file accepts.
+const (
+	fionbio  = 0x5421
+	fioclex  = 0x5451
+	fionclex = 0x5450
+)
+
+func sysIoctl(t *kernel.Task, a *[6]uint64) (uint64, error) {
+	fd, cmd, arg := a[0], uint32(a[1]), a[2]
+	d, err := getFile(t, fd)
+	if err != nil {
+		return 0, err
+	}
+	defer d.DecRef()
+	switch cmd {
+	case fioclex, fionclex:
+		return 0, t.FDTable().SetCloexec(int32(fd), cmd == fioclex)
+	case fionbio:
+		var b [4]byte
+		if _, err := t.MM().CopyIn(arg, b[:]); err != nil {
+			return 0, unix.EFAULT
+		}
+		fl := d.StatusFlags() &^ unix.O_NONBLOCK
+		if binary.LittleEndian.Uint32(b[:]) != 0 {
+			fl |= unix.O_NONBLOCK
+		}
+		d.SetStatusFlags(fl)
+		return 0, nil
+	}
+	return d.Ioctl(t, uint64(cmd), arg)
+}
