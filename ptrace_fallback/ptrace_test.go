@@ -9,3 +9,7 @@ import (
 func TestConformance(t *testing.T) {
 	platformtest.Run(t, New)
 }
+
+func BenchmarkSyscallRoundTrip(b *testing.B) {
+	platformtest.BenchmarkSyscall(b, New)
+}

@@ -1,0 +1,59 @@
+# Ringfence build, test and demo entry points. `make demo` and `make test`
+# work on a fresh machine: `deps` installs what is missing first.
+
+export PATH := $(PATH):/usr/local/go/bin
+GO       ?= go
+BIN      := bin
+RUNSC    := $(BIN)/runsc
+OUT      := out
+VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo dev)
+# Debian packages the build and the tests need.
+DEB_PACKAGES := busybox-static gcc libc6-dev make
+
+.PHONY: all build install deps demo test bench vet clean
+
+all: build
+
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "deps: installing$$missing"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+	@$(GO) mod download
+
+build:
+	@mkdir -p $(BIN)
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(RUNSC) ./cmd/runsc
+
+install: build
+	install -m 0755 $(RUNSC) /usr/local/bin/runsc
+
+demo: deps build
+	@mkdir -p $(OUT)
+	@gcc -O2 -static -o $(OUT)/hello testdata/hello.c
+	@echo "== platforms on this host"
+	@$(RUNSC) platforms
+	@echo "== runsc do busybox echo (platform: $$($(RUNSC) platforms | sed -n 's/^auto *-> //p'))"
+	$(RUNSC) do busybox echo "hello from busybox in the sandbox"
+	@echo "== runsc do of a static C program"
+	$(RUNSC) do $(OUT)/hello from the sandbox
+	@echo "== busybox uname -m, and an exit status"
+	$(RUNSC) do busybox uname -m
+	-$(RUNSC) do busybox false; echo "exit status $$?"
+
+vet:
+	@test -z "$$(gofmt -l . | tee /dev/stderr)" || (echo "gofmt needed on the files above"; exit 1)
+	$(GO) vet ./...
+
+test: deps vet
+	$(GO) test -count=1 -timeout 15m ./...
+
+bench: deps build
+	$(GO) test -run '^$$' -bench . -benchtime 20x -count 3 ./e2e/
+
+clean:
+	rm -rf $(BIN) $(OUT)
