@@ -19,6 +19,7 @@ import (
 type File struct {
 	fd      int
 	regular bool // regular files never block; skip the readiness poll
+	stream  bool // no positions: pipe, socket, terminal
 	isTTY   bool
 	flags   atomic.Int32
 }
@@ -38,9 +39,13 @@ func Import(hostFD int) (*File, error) {
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err == nil {
 		f.regular = st.Mode&unix.S_IFMT == unix.S_IFREG
+		switch st.Mode & unix.S_IFMT {
+		case unix.S_IFIFO, unix.S_IFSOCK:
+			f.stream = true
+		}
 	}
 	if _, err := unix.IoctlGetTermios(fd, unix.TCGETS); err == nil {
-		f.isTTY = true
+		f.isTTY, f.stream = true, true
 	}
 	fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
 	if err != nil {
@@ -110,6 +115,9 @@ func retryEINTR(op func() (int, error)) (int, error) {
 		}
 	}
 }
+
+// Stream implements kernel.File.
+func (f *File) Stream() bool { return f.stream }
 
 // Seek implements kernel.File.
 func (f *File) Seek(offset int64, whence int) (int64, error) {

@@ -15,6 +15,9 @@ type File interface {
 	Seek(offset int64, whence int) (int64, error)
 	Stat() (unix.Stat_t, error)
 	Ioctl(t *Task, cmd, arg uint64) (uint64, error)
+	// Stream reports a file without positions (pipe, socket, terminal):
+	// pread, pwrite and lseek fail on it with ESPIPE.
+	Stream() bool
 	// StatusFlags are the open file description's flags (O_ACCMODE,
 	// O_APPEND, O_NONBLOCK, ...).
 	StatusFlags() int

@@ -104,6 +104,7 @@ func (k *Kernel) CreateProcess(a ProcessArgs) (*ThreadGroup, error) {
 	}
 	min, max := k.Platform.MinUserAddress(), k.Platform.MaxUserAddress()
 	m := mm.New(k.MemFile, as, min, max)
+	m.SetCommitLimit(commitLimit())
 	stack := k.limits.Get(unix.RLIMIT_STACK).Cur
 	img, err := loader.Load(m, loader.Args{
 		File: a.File, Name: a.Name, Argv: a.Argv, Envv: a.Envv, ExecFn: a.ExecFn,
@@ -202,4 +203,14 @@ func (k *Kernel) CPUMask() []byte {
 		}
 	})
 	return k.cpuMask
+}
+
+// commitLimit is the host's RAM plus swap: the largest single allocation
+// Linux's default overcommit heuristic grants.
+func commitLimit() uint64 {
+	var si unix.Sysinfo_t
+	if err := unix.Sysinfo(&si); err != nil {
+		return 0
+	}
+	return (si.Totalram + si.Totalswap) * uint64(si.Unit)
 }

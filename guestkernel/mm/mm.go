@@ -71,6 +71,10 @@ type MM struct {
 
 	vmas []*VMA // sorted, non-overlapping
 
+	// commitLimit is the largest single accountable request (Linux's
+	// overcommit heuristic: RAM plus swap); 0 means no limit.
+	commitLimit uint64
+
 	mmapBase uint64 // top of the top-down mmap search
 	brkStart uint64
 	brk      uint64
@@ -103,6 +107,19 @@ func (m *MM) SetMmapBase(addr uint64) {
 	m.mu.Lock()
 	m.mmapBase = addr
 	m.mu.Unlock()
+}
+
+// SetCommitLimit sets the largest single writable private (or shared)
+// mapping, brk or mremap growth the address space grants, as Linux's
+// default overcommit heuristic does.
+func (m *MM) SetCommitLimit(bytes uint64) {
+	m.mu.Lock()
+	m.commitLimit = bytes
+	m.mu.Unlock()
+}
+
+func (m *MM) overCommit(length uint64) bool {
+	return m.commitLimit != 0 && length > m.commitLimit
 }
 
 // SetBrkStart sets the initial program break.

@@ -15,6 +15,7 @@ type MMapOpts struct {
 	Fixed     bool // replace whatever is at Addr
 	NoReplace bool // at Addr exactly, EEXIST if anything is there
 	Populate  bool
+	NoReserve bool // MAP_NORESERVE: exempt from the commit limit
 	Name      string
 }
 
@@ -26,6 +27,9 @@ func (m *MM) MMap(o MMapOpts) (uint64, error) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if (o.Perms.Write || o.Shared) && !o.NoReserve && m.overCommit(length) {
+		return 0, unix.ENOMEM
+	}
 	var addr uint64
 	switch {
 	case o.Fixed || o.NoReplace:
@@ -138,6 +142,9 @@ func (m *MM) MRemap(old, oldSize, newSize uint64, flags int, newAddr uint64) (ui
 	oldEnd := old + oldSize
 	if oldEnd < old || !m.covered(old, oldEnd) {
 		return 0, unix.EFAULT
+	}
+	if newSize > oldSize && m.overCommit(newSize-oldSize) {
+		return 0, unix.ENOMEM
 	}
 	// The old range must look like one mapping.
 	first := m.vmas[m.find(old)]
@@ -260,7 +267,7 @@ func (m *MM) Brk(addr uint64) uint64 {
 	}
 	switch {
 	case newTop > oldTop:
-		if !m.isFree(oldTop, newTop) {
+		if !m.isFree(oldTop, newTop) || m.overCommit(newTop-oldTop) {
 			return m.brk
 		}
 		if i := m.find(oldTop - 1); oldTop > m.brkStart && i >= 0 && m.vmas[i].Name == "[heap]" {

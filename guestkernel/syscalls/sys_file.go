@@ -106,6 +106,9 @@ func doRead(t *kernel.Task, fd uint64, iovs [][]byte, offset int64) (uint64, err
 		return 0, err
 	}
 	defer d.DecRef()
+	if offset >= 0 && d.Stream() {
+		return 0, unix.ESPIPE
+	}
 	if !readable(d) {
 		return 0, unix.EBADF
 	}
@@ -125,6 +128,9 @@ func doWrite(t *kernel.Task, fd uint64, iovs [][]byte, offset int64) (uint64, er
 		return 0, err
 	}
 	defer d.DecRef()
+	if offset >= 0 && d.Stream() {
+		return 0, unix.ESPIPE
+	}
 	if !writable(d) {
 		return 0, unix.EBADF
 	}
@@ -201,6 +207,9 @@ func sysLseek(t *kernel.Task, a *[6]uint64) (uint64, error) {
 		return 0, err
 	}
 	defer d.DecRef()
+	if d.Stream() {
+		return 0, unix.ESPIPE
+	}
 	if a[2] > unix.SEEK_HOLE {
 		return 0, unix.EINVAL
 	}

@@ -27,6 +27,7 @@ const (
 	mapFixed         = 0x10
 	mapAnonymous     = 0x20
 	map32Bit         = 0x40
+	mapNoReserve     = 0x4000
 	mapPopulate      = 0x8000
 	mapHugeTLB       = 0x40000
 	mapFixedNoreplac = 0x100000
@@ -79,6 +80,7 @@ func sysMmap(t *kernel.Task, a *[6]uint64) (uint64, error) {
 		Fixed:     flags&mapFixed != 0,
 		NoReplace: flags&mapFixedNoreplac != 0 && flags&mapFixed == 0,
 		Populate:  flags&mapPopulate != 0,
+		NoReserve: flags&mapNoReserve != 0,
 	})
 }
 
