@@ -7,11 +7,15 @@
  * pattern derived from a fixed-seed PRNG and verified before it is freed or
  * reallocated; calloc blocks must arrive zeroed, which catches a kernel
  * that hands back stale memory after brk shrink/grow or munmap/mmap.
+ * After the first 40 MB, mallopt pins the mmap threshold at 128 KiB and the
+ * trim threshold at 64 KiB, so the rest churns mmap/munmap and brk
+ * grow/shrink hard.
  *
  * Output (deterministic): counts, a checksum of the pattern data, "ok".
  *
  * Build: gcc -O2 -static -o malloc_churn malloc_churn.c
  */
+#include <malloc.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,19 +78,27 @@ static void verify(struct slot *s, size_t upto)
 static size_t pick_size(void)
 {
 	uint64_t r = next() % 100;
-	if (r < 70)
+	if (r < 65)
 		return 1 + next() % 512; /* tiny: tcache/fastbins */
-	if (r < 90)
+	if (r < 85)
 		return 512 + next() % (16 << 10); /* small: brk heap */
-	if (r < 97)
-		return (16 << 10) + next() % (112 << 10); /* medium, below threshold */
-	return (128 << 10) + next() % (1 << 20); /* large: mmap (initially) */
+	if (r < 95)
+		return (16 << 10) + next() % (64 << 10); /* medium, below threshold */
+	return (128 << 10) + next() % (384 << 10); /* large: mmap (initially) */
 }
 
 int main(void)
 {
 	uint64_t total = 0;
+	int tuned = 0;
 	while (total < TOTAL) {
+		if (!tuned && total >= (40ull << 20)) {
+			if (mallopt(M_MMAP_THRESHOLD, 128 << 10) != 1 || mallopt(M_TRIM_THRESHOLD, 64 << 10) != 1) {
+				printf("FAIL: mallopt\n");
+				return 1;
+			}
+			tuned = 1;
+		}
 		struct slot *s = &slots[next() % SLOTS];
 		uint64_t op = next() % 10;
 		if (s->p && op < 2) {
@@ -143,8 +155,37 @@ int main(void)
 		if (slots[i].p) {
 			verify(&slots[i], slots[i].n);
 			free(slots[i].p);
+			slots[i].p = NULL;
 			nfree++;
 		}
+	}
+	/*
+	 * Everything is freed and the heap trimmed; now large blocks come
+	 * straight from mmap and go back with munmap. Keep a few alive at a
+	 * time so unmaps happen in the middle of the mapped area.
+	 */
+	for (int i = 0; i < 120; i++) {
+		struct slot *s = &slots[i % 4];
+		if (s->p) {
+			verify(s, s->n);
+			free(s->p);
+			nfree++;
+		}
+		s->n = (256 << 10) + (size_t)(next() % 64) * 4096 + (size_t)(next() % 4096);
+		s->seed = (uint32_t)next();
+		s->p = malloc(s->n);
+		if (!s->p) {
+			printf("FAIL: allocation of %zu bytes returned NULL\n", s->n);
+			return 1;
+		}
+		fill(s, 0);
+		nmalloc++;
+		nlarge++;
+	}
+	for (int i = 0; i < 4; i++) {
+		verify(&slots[i], slots[i].n);
+		free(slots[i].p);
+		nfree++;
 	}
 	printf("allocated at least %llu MiB\n", (unsigned long long)(TOTAL >> 20));
 	printf("malloc=%lu calloc=%lu realloc=%lu free=%lu large=%lu\n", nmalloc, ncalloc, nrealloc, nfree, nlarge);
