@@ -379,6 +379,15 @@ func Program(t testing.TB, name string, v Variant) string {
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\x00%s\x00%s\x00", gccVersion.v, strings.Join(flags, " "), name)
 	h.Write(source)
+	// Shared headers are part of every program.
+	headers, _ := filepath.Glob(filepath.Join(root, "testdata", "*.h"))
+	for _, hdr := range headers {
+		b, err := os.ReadFile(hdr)
+		if err != nil {
+			t.Fatalf("e2e: reading %s: %v", hdr, err)
+		}
+		h.Write(b)
+	}
 	key := hex.EncodeToString(h.Sum(nil))[:20]
 	dir := filepath.Join(CacheDir(), key)
 	out := filepath.Join(dir, name)

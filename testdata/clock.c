@@ -15,17 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 
-static int failures;
+#include "check.h"
 
-static void check(int ok, const char *what)
-{
-	if (ok) {
-		printf("%s\n", what);
-	} else {
-		printf("FAIL: %s (errno %d)\n", what, errno);
-		failures++;
-	}
-}
 
 static int64_t ns(clockid_t c)
 {

@@ -18,17 +18,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-static int failures;
+#include "check.h"
 
-static void check(int ok, const char *what)
-{
-	if (ok) {
-		printf("%s\n", what);
-	} else {
-		printf("FAIL: %s\n", what);
-		failures++;
-	}
-}
 
 #define DATA_WORDS 2053 /* a little over four pages */
 #define W(i) (0x0123456789abcdefull * (uint64_t)((i) + 1))

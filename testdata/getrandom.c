@@ -13,17 +13,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-static int failures;
+#include "check.h"
 
-static void check(int ok, const char *what)
-{
-	if (ok) {
-		printf("%s\n", what);
-	} else {
-		printf("FAIL: %s (errno %d)\n", what, errno);
-		failures++;
-	}
-}
 
 static unsigned char big[1 << 20];
 

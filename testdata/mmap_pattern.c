@@ -20,24 +20,14 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include "check.h"
+
 #ifndef MAP_FIXED_NOREPLACE
 #define MAP_FIXED_NOREPLACE 0x100000
 #endif
 
 #define PAGE 4096ul
 
-static int failures;
-
-static void check(int ok, const char *what)
-{
-	if (ok) {
-		printf("%s\n", what);
-	} else {
-		printf("FAIL: %s (errno %d)\n", what, errno);
-		failures++;
-	}
-	fflush(stdout);
-}
 
 static unsigned char pat(size_t i, unsigned seed)
 {

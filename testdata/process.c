@@ -19,17 +19,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-static int failures;
+#include "check.h"
 
-static void check(int ok, const char *what)
-{
-	if (ok) {
-		printf("%s\n", what);
-	} else {
-		printf("FAIL: %s (errno %d)\n", what, errno);
-		failures++;
-	}
-}
 
 static void handler(int sig)
 {

@@ -100,7 +100,10 @@ func vectors(t *kernel.Task, addr, count uint64, forWrite bool) ([][]byte, error
 	return iovs, nil
 }
 
-func doRead(t *kernel.Task, fd uint64, iovs [][]byte, offset int64) (uint64, error) {
+// doIO reads into or writes from iovs on fd, at offset (< 0: the file's
+// position). A partial transfer reports its count, not the error that
+// stopped it, as Linux does.
+func doIO(t *kernel.Task, fd uint64, iovs [][]byte, offset int64, write bool) (uint64, error) {
 	d, err := getFile(t, fd)
 	if err != nil {
 		return 0, err
@@ -109,42 +112,33 @@ func doRead(t *kernel.Task, fd uint64, iovs [][]byte, offset int64) (uint64, err
 	if offset >= 0 && d.Stream() {
 		return 0, unix.ESPIPE
 	}
-	if !readable(d) {
+	if (write && !writable(d)) || (!write && !readable(d)) {
 		return 0, unix.EBADF
 	}
 	if len(iovs) == 0 {
 		return 0, nil
 	}
-	n, err := d.Read(t, iovs, offset)
+	var n int
+	if write {
+		n, err = d.Write(t, iovs, offset)
+		if err == unix.EPIPE {
+			t.SendThreadSignal(unix.SIGPIPE, kernel.SigInfo{Signo: int32(unix.SIGPIPE)})
+		}
+	} else {
+		n, err = d.Read(t, iovs, offset)
+	}
 	if n > 0 {
 		return uint64(n), nil
 	}
 	return 0, err
 }
 
+func doRead(t *kernel.Task, fd uint64, iovs [][]byte, offset int64) (uint64, error) {
+	return doIO(t, fd, iovs, offset, false)
+}
+
 func doWrite(t *kernel.Task, fd uint64, iovs [][]byte, offset int64) (uint64, error) {
-	d, err := getFile(t, fd)
-	if err != nil {
-		return 0, err
-	}
-	defer d.DecRef()
-	if offset >= 0 && d.Stream() {
-		return 0, unix.ESPIPE
-	}
-	if !writable(d) {
-		return 0, unix.EBADF
-	}
-	if len(iovs) == 0 {
-		return 0, nil
-	}
-	n, err := d.Write(t, iovs, offset)
-	if err == unix.EPIPE {
-		t.SendThreadSignal(unix.SIGPIPE, kernel.SigInfo{Signo: int32(unix.SIGPIPE)})
-	}
-	if n > 0 {
-		return uint64(n), nil
-	}
-	return 0, err
+	return doIO(t, fd, iovs, offset, true)
 }
 
 func sysRead(t *kernel.Task, a *[6]uint64) (uint64, error) {
