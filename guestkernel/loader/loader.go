@@ -204,17 +204,22 @@ func Load(m *mm.MM, a Args) (*Image, error) {
 			start = prevEnd
 		}
 		if start < end {
-			if _, err := m.MMap(mm.MMapOpts{Addr: start, Length: end - start, Perms: pp, NoReplace: true}); err != nil {
+			if _, err := m.MMap(mm.MMapOpts{Addr: start, Length: end - start, Perms: pp, NoReplace: true, Populate: true}); err != nil {
 				return nil, errorf(unix.ENOMEM, "%s: mapping segment at %#x: %v", a.Name, start, err)
 			}
 		}
 		if p.Filesz > 0 {
-			data := make([]byte, p.Filesz)
-			if _, err := a.File.ReadAt(data, int64(p.Off)); err != nil {
-				return nil, errorf(unix.ENOEXEC, "%s: reading segment: %v", a.Name, err)
+			// Read the file straight into app memory.
+			slices, err := m.ForceSlices(p.Vaddr+bias, int(p.Filesz))
+			if err != nil {
+				return nil, errorf(unix.ENOMEM, "%s: segment memory: %v", a.Name, err)
 			}
-			if err := m.WriteForce(p.Vaddr+bias, data); err != nil {
-				return nil, errorf(unix.ENOMEM, "%s: writing segment: %v", a.Name, err)
+			off := int64(p.Off)
+			for _, b := range slices {
+				if _, err := a.File.ReadAt(b, off); err != nil {
+					return nil, errorf(unix.ENOEXEC, "%s: reading segment: %v", a.Name, err)
+				}
+				off += int64(len(b))
 			}
 		}
 		if phdrAddr == 0 && phoff >= p.Off && phoff < p.Off+p.Filesz {
@@ -245,7 +250,7 @@ func elfPhoff(f io.ReaderAt) uint64 {
 // strings at the top, then the AT_RANDOM bytes, then (16-byte aligned) argc,
 // argv pointers, envp pointers and the auxv pairs.
 func (img *Image) buildStack(m *mm.MM, a Args, top, size, phdr, phnum uint64) error {
-	if _, err := m.MMap(mm.MMapOpts{Addr: top - size, Length: size, Perms: platform.ReadWrite, Fixed: true, Name: "[stack]"}); err != nil {
+	if _, err := m.MMap(mm.MMapOpts{Addr: top - size, Length: size, Perms: platform.ReadWrite, Fixed: true, Populate: true, Name: "[stack]"}); err != nil {
 		return errorf(unix.ENOMEM, "mapping the stack: %v", err)
 	}
 	var strs []byte

@@ -69,6 +69,19 @@ func (m *MM) WriteForce(addr uint64, src []byte) error {
 	return err
 }
 
+// ForceSlices returns the Sentry's views of [addr, addr+n) ignoring
+// permissions, so the ELF loader can read a file straight into app memory
+// (including read-only segments) without a bounce buffer.
+func (m *MM) ForceSlices(addr uint64, n int) ([][]byte, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out [][]byte
+	_, err := m.span(addr, n, platform.NoAccess, true, func(b []byte) {
+		out = append(out, b)
+	})
+	return out, err
+}
+
 // CopyInString reads a NUL-terminated string of at most max bytes
 // (excluding the NUL); ENAMETOOLONG if longer.
 func (m *MM) CopyInString(addr uint64, max int) (string, error) {
