@@ -52,8 +52,11 @@ vet:
 test: deps vet
 	$(GO) test -count=1 -timeout 15m ./...
 
+# Benchmarks: whole programs (native vs each platform) and the platforms'
+# raw syscall round trip. Figures, not pass/fail: the machines are shared.
 bench: deps build
-	$(GO) test -run '^$$' -bench . -benchtime 20x -count 3 ./e2e/
+	$(GO) test -run '^$$' -bench . -benchtime 20x -count 5 ./e2e/
+	$(GO) test -run '^$$' -bench . -benchtime 200000x -count 5 ./ptrace_fallback/
 
 clean:
 	rm -rf $(BIN) $(OUT)

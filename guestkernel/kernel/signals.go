@@ -90,7 +90,7 @@ func (tg *ThreadGroup) ignoredLocked(sig unix.Signal) bool {
 // SendSignal makes sig pending for the process.
 func (tg *ThreadGroup) SendSignal(sig unix.Signal, info SigInfo) {
 	tg.mu.Lock()
-	if tg.exiting || (sig != unix.SIGKILL && tg.ignoredLocked(sig)) {
+	if tg.exiting.Load() || (sig != unix.SIGKILL && tg.ignoredLocked(sig)) {
 		tg.mu.Unlock()
 		return
 	}
@@ -108,7 +108,7 @@ func (tg *ThreadGroup) SendSignal(sig unix.Signal, info SigInfo) {
 func (t *Task) SendThreadSignal(sig unix.Signal, info SigInfo) {
 	tg := t.tg
 	tg.mu.Lock()
-	if tg.exiting || (sig != unix.SIGKILL && tg.ignoredLocked(sig)) {
+	if tg.exiting.Load() || (sig != unix.SIGKILL && tg.ignoredLocked(sig)) {
 		tg.mu.Unlock()
 		return
 	}

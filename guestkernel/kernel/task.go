@@ -22,11 +22,14 @@ type ThreadGroup struct {
 	leader *Task
 	limits *Limits
 
+	// exiting is read on every turn of the run loop; it is only ever set
+	// (under mu, with status) and never cleared.
+	exiting atomic.Bool
+
 	mu       sync.Mutex
 	actions  [numSignals]SigAction
 	pending  sigSet
 	info     [numSignals]SigInfo
-	exiting  bool
 	status   ExitStatus
 	done     chan struct{}
 	doneOnce sync.Once
@@ -39,21 +42,17 @@ func (tg *ThreadGroup) PID() int32 { return tg.pid }
 func (tg *ThreadGroup) Limits() *Limits { return tg.limits }
 
 // Exiting reports whether the process is going away.
-func (tg *ThreadGroup) Exiting() bool {
-	tg.mu.Lock()
-	defer tg.mu.Unlock()
-	return tg.exiting
-}
+func (tg *ThreadGroup) Exiting() bool { return tg.exiting.Load() }
 
 // Exit ends the whole process with status; the first caller wins.
 func (tg *ThreadGroup) Exit(status ExitStatus) {
 	tg.mu.Lock()
-	if tg.exiting {
+	if tg.exiting.Load() {
 		tg.mu.Unlock()
 		return
 	}
-	tg.exiting = true
 	tg.status = status
+	tg.exiting.Store(true)
 	tg.mu.Unlock()
 	tg.leader.Interrupt()
 }
@@ -207,8 +206,8 @@ func (tg *ThreadGroup) exitStatus() ExitStatus {
 
 func (tg *ThreadGroup) finish(status ExitStatus) {
 	tg.mu.Lock()
-	tg.exiting = true
 	tg.status = status
+	tg.exiting.Store(true)
 	tg.mu.Unlock()
 	tg.doneOnce.Do(func() { close(tg.done) })
 }
