@@ -10,7 +10,7 @@ VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 # Debian packages the build and the tests need.
 DEB_PACKAGES := busybox-static gcc libc6-dev make
 
-.PHONY: all build install deps demo test bench vet clean
+.PHONY: all build install deps demo test bench vet readme clean
 
 all: build
 
@@ -57,6 +57,10 @@ test: deps vet
 bench: deps build
 	$(GO) test -run '^$$' -bench . -benchtime 20x -count 5 ./e2e/
 	$(GO) test -run '^$$' -bench . -benchtime 200000x -count 5 ./ptrace_fallback/
+
+# Regenerate the README's system call table from the Sentry's table.
+readme:
+	$(GO) run ./tools/readmegen README.md
 
 clean:
 	rm -rf $(BIN) $(OUT)

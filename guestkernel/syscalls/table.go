@@ -209,3 +209,20 @@ func Markdown() string {
 		counts[Full], counts[Partial], counts[Unimplemented])
 	return b.String()
 }
+
+// Markers around the coverage table in the README.
+const (
+	coverageBegin = "<!-- syscalls:begin -->\n"
+	coverageEnd   = "<!-- syscalls:end -->"
+)
+
+// ReplaceCoverage returns doc with the text between the coverage markers
+// replaced by the current Markdown table.
+func ReplaceCoverage(doc string) (string, error) {
+	i := strings.Index(doc, coverageBegin)
+	j := strings.Index(doc, coverageEnd)
+	if i < 0 || j < i {
+		return "", fmt.Errorf("no %q ... %q markers", strings.TrimSpace(coverageBegin), coverageEnd)
+	}
+	return doc[:i+len(coverageBegin)] + Markdown() + doc[j:], nil
+}

@@ -1,6 +1,7 @@
 package syscalls
 
 import (
+	"os"
 	"strings"
 	"testing"
 )
@@ -35,5 +36,21 @@ func TestTableIsConsistent(t *testing.T) {
 	}
 	if Name(39) != "getpid" || Name(9999) != "syscall_9999" {
 		t.Errorf("Name(39) = %q, Name(9999) = %q", Name(39), Name(9999))
+	}
+}
+
+// TestREADMECoverageIsCurrent fails when the README's coverage table no
+// longer matches the table in the code; `make readme` fixes it.
+func TestREADMECoverageIsCurrent(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatalf("reading README: %v", err)
+	}
+	want, err := ReplaceCoverage(string(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want != string(b) {
+		t.Fatal("README's system call table is stale: run `make readme`")
 	}
 }
