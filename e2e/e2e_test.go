@@ -101,6 +101,13 @@ func TestUname(t *testing.T) {
 	progTest(t, "uname", staticOnly, nil, NativeExit(0))
 }
 
+// TestVsyscall: calls to the legacy vsyscall page are served by the
+// Sentry with native results (the ptrace stub's seccomp filter traps the
+// host's emulation of them).
+func TestVsyscall(t *testing.T) {
+	progTest(t, "vsyscall", staticOnly, nil)
+}
+
 // TestWritev: write/writev/pwrite/pread, dup family, fcntl, fstat and
 // terminal ioctls on the stdout pipe; stderr compared too.
 func TestWritev(t *testing.T) {

@@ -14,6 +14,12 @@ import (
 // never actually stops or dies of it.
 const interruptSignal = unix.SIGSTOP
 
+// The legacy vsyscall page, whose calls the host kernel emulates.
+const (
+	vsyscallBase = 0xffffffffff600000
+	vsyscallSize = 0x1000
+)
+
 // Host siginfo codes the platform tells apart.
 const (
 	segvMapErr = 1
@@ -91,6 +97,17 @@ func (c *context) Switch(asI platform.AddressSpace, regs *platform.Registers, fp
 	if sig == unix.SIGTRAP|0x80 {
 		return platform.Event{Kind: platform.EventSyscall}, nil
 	}
+	if sig == unix.SIGTRAP && ws.TrapCause() == unix.PTRACE_EVENT_SECCOMP {
+		// Only the host's vsyscall emulation reaches the filter's trace
+		// action; the Sentry serves it as the system call it stands for.
+		if regs.Rip&^(vsyscallSize-1) != vsyscallBase {
+			s.kill()
+			return platform.Event{}, fmt.Errorf("ptrace: stub made an unexpected host system call %d at %#x; stub killed: %w",
+				regs.OrigRax, regs.Rip, platform.ErrContextKilled)
+		}
+		s.inSeccompStop = true
+		return platform.Event{Kind: platform.EventSyscall}, nil
+	}
 	if sig == interruptSignal {
 		c.interrupt.Store(false)
 		return platform.Event{Kind: platform.EventInterrupted}, nil
@@ -115,6 +132,17 @@ func (c *context) Switch(asI platform.AddressSpace, regs *platform.Registers, fp
 // can: nothing, rax alone (the common case after a syscall), or all.
 func (c *context) loadRegs(s *stub, regs *platform.Registers) error {
 	want := *regs
+	if s.inSeccompStop {
+		// orig_rax -1 tells the host's vsyscall emulation the call was
+		// handled: it returns rax to the caller and emulates the ret.
+		s.inSeccompStop = false
+		want.OrigRax = ^uint64(0)
+		if err := setRegs(s.pid, &want); err != nil {
+			return err
+		}
+		s.cached = want
+		return nil
+	}
 	have := s.cached
 	if want == have {
 		return nil

@@ -22,6 +22,9 @@ type stub struct {
 	// template is a valid register file for injected syscalls.
 	template platform.Registers
 	dead     bool
+	// inSeccompStop is set while the stub is stopped in a seccomp trace
+	// event (a vsyscall-page call the Sentry is serving).
+	inSeccompStop bool
 }
 
 // spawnStub starts a stub traced by the calling (locked) thread and waits
@@ -54,7 +57,7 @@ func (p *Platform) spawnStub() (*stub, error) {
 		return fail(fmt.Errorf("ptrace: stub exec: %w", err))
 	}
 	if err := ptrace(unix.PTRACE_SETOPTIONS, pid, 0,
-		unix.PTRACE_O_TRACESYSGOOD|unix.PTRACE_O_EXITKILL); err != nil {
+		unix.PTRACE_O_TRACESYSGOOD|unix.PTRACE_O_EXITKILL|unix.PTRACE_O_TRACESECCOMP); err != nil {
 		return fail(fmt.Errorf("ptrace: PTRACE_SETOPTIONS: %w (is ptrace allowed here? seccomp or yama may forbid it)", err))
 	}
 	if err := ptrace(unix.PTRACE_CONT, pid, 0, 0); err != nil {
@@ -70,6 +73,9 @@ func (p *Platform) spawnStub() (*stub, error) {
 	if s.cached.Rip != stubSyscallSite {
 		return fail(fmt.Errorf("ptrace: stub stopped at %#x, want %#x (start-up syscalls failed: rax=%#x)",
 			s.cached.Rip, stubSyscallSite, s.cached.Rax))
+	}
+	if s.cached.Rax != 0 {
+		return fail(fmt.Errorf("ptrace: installing the stub's seccomp filter: %w", unix.Errno(-s.cached.Rax)))
 	}
 	s.template = s.cached
 	return s, nil

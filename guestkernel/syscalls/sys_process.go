@@ -2,6 +2,7 @@ package syscalls
 
 import (
 	"encoding/binary"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -29,6 +30,7 @@ func init() {
 	full(unix.SYS_SETRLIMIT, sysSetrlimit, aInt, aHex)
 	full(unix.SYS_SCHED_GETAFFINITY, sysSchedGetaffinity, aInt, aInt, aHex)
 	full(unix.SYS_SCHED_YIELD, sysSchedYield)
+	full(unix.SYS_GETCPU, sysGetcpu, aHex, aHex, aHex)
 }
 
 func sysExit(t *kernel.Task, a *[6]uint64) (uint64, error) {
@@ -250,5 +252,27 @@ func sysSchedGetaffinity(t *kernel.Task, a *[6]uint64) (uint64, error) {
 
 func sysSchedYield(t *kernel.Task, a *[6]uint64) (uint64, error) {
 	unix.Syscall(unix.SYS_SCHED_YIELD, 0, 0, 0)
+	return 0, nil
+}
+
+func sysGetcpu(t *kernel.Task, a *[6]uint64) (uint64, error) {
+	// The CPU the task's thread runs on now; the sandbox is one NUMA node.
+	var cpu, node uint32
+	if _, _, e := unix.RawSyscall(unix.SYS_GETCPU, uintptr(unsafe.Pointer(&cpu)), uintptr(unsafe.Pointer(&node)), 0); e != 0 {
+		return 0, e
+	}
+	var b [4]byte
+	if a[0] != 0 {
+		binary.LittleEndian.PutUint32(b[:], cpu)
+		if _, err := t.MM().CopyOut(a[0], b[:]); err != nil {
+			return 0, unix.EFAULT
+		}
+	}
+	if a[1] != 0 {
+		binary.LittleEndian.PutUint32(b[:], 0)
+		if _, err := t.MM().CopyOut(a[1], b[:]); err != nil {
+			return 0, unix.EFAULT
+		}
+	}
 	return 0, nil
 }
