@@ -111,7 +111,6 @@ func Run(o Options) (kernel.ExitStatus, error) {
 		Platform:    p,
 		MemFile:     mf,
 		Dispatcher:  &syscalls.Table{Strace: o.Strace},
-		Strace:      o.Strace,
 		Hostname:    o.Hostname,
 		Creds:       hostCreds(),
 		HWCap:       hwcap(),

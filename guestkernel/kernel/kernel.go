@@ -17,7 +17,6 @@ import (
 	"github.com/ringfence/ringfence/guestkernel/memfile"
 	"github.com/ringfence/ringfence/guestkernel/mm"
 	"github.com/ringfence/ringfence/guestkernel/platform"
-	"github.com/ringfence/ringfence/logging"
 )
 
 // Dispatcher serves system calls. It returns the value for the app's rax.
@@ -37,7 +36,6 @@ type Config struct {
 	Platform   platform.Platform
 	MemFile    *memfile.File
 	Dispatcher Dispatcher
-	Strace     bool
 	Hostname   string
 	Creds      Creds
 	// Host facts the auxiliary vector passes on.
@@ -173,12 +171,9 @@ func (k *Kernel) SendSignal(sig unix.Signal) {
 	tg := k.init
 	k.mu.Unlock()
 	if tg != nil {
-		tg.SendSignal(sig, SigInfo{Signo: int32(sig), Code: siUser})
+		tg.SendSignal(sig, SigInfo{Signo: int32(sig), Code: SiUser})
 	}
 }
-
-// Logf is the kernel's debug logger (passed to platforms).
-func Logf(format string, args ...any) { logging.Debugf(format, args...) }
 
 // CPUMask returns the sandbox's CPU affinity mask in sched_getaffinity's
 // format: the CPUs runsc may use, in whole 64-bit words.

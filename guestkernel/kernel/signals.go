@@ -17,10 +17,10 @@ const (
 	SigIgn = 1
 )
 
-// siginfo si_code values.
+// siginfo si_code values for signals sent by a process.
 const (
-	siUser  = 0
-	siTkill = -6
+	SiUser  = 0  // kill
+	SiTkill = -6 // tkill, tgkill
 )
 
 // SigAction is the kernel's struct sigaction (x86-64 layout).

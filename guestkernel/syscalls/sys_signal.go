@@ -140,12 +140,6 @@ func senderInfo(t *kernel.Task, sig int, code int32) kernel.SigInfo {
 	return kernel.SigInfo{Signo: int32(sig), Code: code, PID: t.ThreadGroup().PID(), UID: t.Creds().UID}
 }
 
-// siginfo codes for kill and tgkill.
-const (
-	siUser  = 0
-	siTkill = -6
-)
-
 func sysKill(t *kernel.Task, a *[6]uint64) (uint64, error) {
 	pid, sig := int32(a[0]), int(a[1])
 	if sig != 0 && !kernel.ValidSignal(sig) {
@@ -155,7 +149,7 @@ func sysKill(t *kernel.Task, a *[6]uint64) (uint64, error) {
 		return 0, unix.ESRCH
 	}
 	if sig != 0 {
-		t.ThreadGroup().SendSignal(unix.Signal(sig), senderInfo(t, sig, siUser))
+		t.ThreadGroup().SendSignal(unix.Signal(sig), senderInfo(t, sig, kernel.SiUser))
 	}
 	return 0, nil
 }
@@ -169,7 +163,7 @@ func sysTgkill(t *kernel.Task, a *[6]uint64) (uint64, error) {
 		return 0, unix.ESRCH
 	}
 	if sig != 0 {
-		t.SendThreadSignal(unix.Signal(sig), senderInfo(t, sig, siTkill))
+		t.SendThreadSignal(unix.Signal(sig), senderInfo(t, sig, kernel.SiTkill))
 	}
 	return 0, nil
 }
@@ -183,7 +177,7 @@ func sysTkill(t *kernel.Task, a *[6]uint64) (uint64, error) {
 		return 0, unix.ESRCH
 	}
 	if sig != 0 {
-		t.SendThreadSignal(unix.Signal(sig), senderInfo(t, sig, siTkill))
+		t.SendThreadSignal(unix.Signal(sig), senderInfo(t, sig, kernel.SiTkill))
 	}
 	return 0, nil
 }
