@@ -84,6 +84,10 @@ type Task struct {
 	appTime     time.Duration // wall time spent running app code
 	startTime   time.Time
 
+	// args holds the current system call's arguments; a field, not a local,
+	// so passing it to the Dispatcher does not allocate.
+	args [6]uint64
+
 	// Scratch space reused by system calls to avoid allocating.
 	IOVecScratch [][]byte
 }
@@ -171,8 +175,8 @@ func (t *Task) loop() ExitStatus {
 		}
 		switch ev.Kind {
 		case platform.EventSyscall:
-			args := t.regs.SyscallArgs()
-			t.regs.Rax = t.k.Dispatcher.Dispatch(t, t.regs.OrigRax, &args)
+			t.args = t.regs.SyscallArgs()
+			t.regs.Rax = t.k.Dispatcher.Dispatch(t, t.regs.OrigRax, &t.args)
 		case platform.EventFault:
 			if err := t.mm.HandleFault(ev.FaultAddr, ev.FaultAccess); err != nil {
 				var fe *mm.FaultError
