@@ -92,4 +92,3 @@ func TestTerminal(t *testing.T) {
 		}
 	})
 }
-

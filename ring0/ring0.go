@@ -67,15 +67,28 @@ func GDT(tss uint64) [GDTEntries]uint64 {
 	return g
 }
 
-// TSSSize is the size of a 64-bit TSS.
-const TSSSize = 0x68
+// TSS layout: the 64-bit TSS proper, then an I/O permission bitmap for
+// ports 0-255 and its terminating byte.
+const (
+	tssCore   = 0x68
+	ioBitmap  = 32
+	TSSSize   = tssCore + ioBitmap + 1
+	ioMapBase = tssCore
+)
 
 // TSS returns a TSS whose ring-0 stack (RSP0) is stack: exceptions from
-// ring 3 switch to it.
+// ring 3 switch to it. Its I/O bitmap lets ring 3 use exactly one port,
+// PortSyscall, so that where the syscall entry runs at CPL 3 (PVM) its OUT
+// exits directly instead of faulting first; the host accepts that port
+// only from the entry's own address.
 func TSS(stack uint64) [TSSSize]byte {
 	var t [TSSSize]byte
 	putUint64(t[4:], stack)
-	t[0x66] = TSSSize // I/O map base beyond the limit: no I/O bitmap
+	t[0x66] = ioMapBase
+	for i := 0; i <= ioBitmap; i++ {
+		t[ioMapBase+i] = 0xff // 1 = denied
+	}
+	t[ioMapBase+PortSyscall/8] &^= 1 << (PortSyscall % 8)
 	return t
 }
 

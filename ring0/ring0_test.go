@@ -44,9 +44,9 @@ func TestDescriptors(t *testing.T) {
 	if g[UserCS/8]>>53&1 != 1 || g[UserCS/8]>>45&3 != 3 {
 		t.Errorf("user CS not 64-bit DPL 3: %#x", g[UserCS/8])
 	}
-	base := (g[TSSSel/8]>>16)&0xffffff | (g[TSSSel/8]>>56&0xff)<<24 | g[TSSSel/8+1]<<32
-	if base != 0xffffff8000123000 {
-		t.Errorf("TSS base %#x", base)
+	tssBase := (g[TSSSel/8]>>16)&0xffffff | (g[TSSSel/8]>>56&0xff)<<24 | g[TSSSel/8+1]<<32
+	if tssBase != 0xffffff8000123000 {
+		t.Errorf("TSS base %#x", tssBase)
 	}
 	idt := IDT(0xffffff8000000000)
 	lo, hi := binary.LittleEndian.Uint64(idt[14*16:]), binary.LittleEndian.Uint64(idt[14*16+8:])
@@ -60,5 +60,12 @@ func TestDescriptors(t *testing.T) {
 	tss := TSS(0x1234)
 	if binary.LittleEndian.Uint64(tss[4:]) != 0x1234 {
 		t.Error("RSP0 not set")
+	}
+	base := int(binary.LittleEndian.Uint16(tss[0x66:]))
+	for port := 0; port < 256; port++ {
+		allowed := tss[base+port/8]&(1<<(port%8)) == 0
+		if allowed != (port == PortSyscall) {
+			t.Errorf("port %#x allowed=%v", port, allowed)
+		}
 	}
 }
