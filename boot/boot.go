@@ -23,6 +23,8 @@ import (
 	"github.com/ringfence/ringfence/guestkernel/syscalls"
 	"github.com/ringfence/ringfence/logging"
 
+	"github.com/ringfence/ringfence/vmm"
+
 	// Platforms register themselves.
 	_ "github.com/ringfence/ringfence/ptrace_fallback"
 )
@@ -231,3 +233,7 @@ func AutoPlatform() (string, error) {
 	defer p.Close()
 	return p.Name(), nil
 }
+
+// ProbeKVM runs the KVM start-up probe: what this host's /dev/kvm does with
+// the ring0 entry code, and what its exits cost.
+func ProbeKVM() (vmm.Report, error) { return vmm.Probe() }

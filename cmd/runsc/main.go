@@ -145,6 +145,11 @@ func platformsCommand() *cli.Command {
 					fmt.Fprintf(out, "%-7s available\n", name)
 				}
 			}
+			if rep, err := boot.ProbeKVM(); err != nil {
+				fmt.Fprintf(out, "        /dev/kvm probe: %v\n", err)
+			} else {
+				fmt.Fprintf(out, "        /dev/kvm probe: %v\n", rep)
+			}
 			chosen, err := boot.AutoPlatform()
 			if err != nil {
 				return cli.Exit("runsc: "+err.Error(), boot.ExitRunscFailed)
