@@ -12,7 +12,7 @@
 // Environment:
 //
 //	RUNSC           use this runsc binary instead of building ./cmd/runsc
-//	RF_PLATFORMS    platforms to test, comma or space separated (default "ptrace")
+//	RF_PLATFORMS    platforms to test, comma or space separated (default "ptrace,kvm")
 //	RF_RUNSC_FLAGS  extra global runsc flags, space separated (e.g. "--debug --strace")
 //	RF_E2E_CACHE    cache directory for compiled test programs
 //	RF_E2E_TIMEOUT  per-run timeout as a Go duration (default 2m)
@@ -182,7 +182,7 @@ func RequireSandbox(t testing.TB, platform string) {
 func Platforms() []string {
 	f := strings.FieldsFunc(os.Getenv("RF_PLATFORMS"), func(r rune) bool { return r == ',' || r == ' ' || r == '\t' })
 	if len(f) == 0 {
-		return []string{"ptrace"}
+		return []string{"ptrace", "kvm"}
 	}
 	return f
 }

@@ -55,7 +55,6 @@ const (
 	pDataA       = 0x101000
 	pDataB       = 0x102000
 
-	kBase     = 0xffffff8000000000 // upper-half base of the ring-0 pages
 	vUserCode = 0x400000
 	vData     = 0x600000
 
@@ -76,7 +75,10 @@ var probeCode = []byte{
 // Probe builds a minimal guest from the ring0 entry code and measures the
 // paths the platform would use. It takes well under a second on hardware
 // and about a second on PVM.
-func Probe() (Report, error) {
+func Probe() (Report, error) { return probe(500) }
+
+// probe runs the probe guest, timing n round trips of each path.
+func probe(n int) (Report, error) {
 	var rep Report
 	k, err := Open()
 	if err != nil {
@@ -212,7 +214,6 @@ func Probe() (Report, error) {
 		return rep, err
 	}
 	rep.SyscallInRing0 = c.Sregs().CS.DPL == 0
-	const n = 500
 	start := time.Now()
 	for i := 0; i < n; i++ {
 		resumeSyscall()
@@ -223,7 +224,9 @@ func Probe() (Report, error) {
 			return rep, err
 		}
 	}
-	rep.SyscallRoundTrip = time.Since(start) / n
+	if n > 0 {
+		rep.SyscallRoundTrip = time.Since(start) / time.Duration(n)
+	}
 
 	// Exception round trip: ud2 in a loop through the IDT.
 	r := c.Regs()
@@ -250,7 +253,9 @@ func Probe() (Report, error) {
 			return rep, err
 		}
 	}
-	rep.ExceptionRoundTrip = time.Since(start) / n
+	if n > 0 {
+		rep.ExceptionRoundTrip = time.Since(start) / time.Duration(n)
+	}
 
 	// Host page-table edits: read A, repoint the PTE at B from the host,
 	// reload CR3, read again.

@@ -169,6 +169,9 @@ type Options struct {
 	MemoryFD int
 	// Logf, when set, receives the platform's debug messages.
 	Logf func(format string, args ...any)
+	// Auto is set when --platform=auto is choosing: a platform that works
+	// here but would be slower than the fallback declines, saying why.
+	Auto bool
 }
 
 // Constructor makes a platform; it fails with a clear error when the host
@@ -220,6 +223,7 @@ func New(name string, opts Options) (Platform, error) {
 		return c(opts)
 	}
 	var errs []error
+	opts.Auto = true
 	for _, n := range Names() {
 		registryMu.Lock()
 		c := registry[n]
