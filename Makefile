@@ -8,7 +8,7 @@ RUNSC    := $(BIN)/runsc
 OUT      := out
 VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 # Debian packages the build and the tests need.
-DEB_PACKAGES := busybox-static gcc libc6-dev make
+DEB_PACKAGES := busybox-static gcc libc6-dev make qemu-system-x86 linux-image-amd64 xz-utils
 
 .PHONY: all build install deps demo test bench vet readme clean
 
@@ -21,7 +21,7 @@ deps:
 	if [ -n "$$missing" ]; then \
 		echo "deps: installing$$missing"; \
 		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 	@$(GO) mod download
 
