@@ -36,6 +36,8 @@ func BenchmarkMapUnmap4K(b *testing.B) {
 // leaf (large) or as 512 PTEs (4K-pages, which also allocates and frees
 // the PT); a page 4 MiB away keeps the PD alive.
 func BenchmarkMapUnmap2M(b *testing.B) {
-	b.Run("large", func(b *testing.B) { benchMapUnmap(b, Options{LargePages: true}, 0x40_0000, 0x20_0000, 2*mib, 0x80_0000) })
+	b.Run("large", func(b *testing.B) {
+		benchMapUnmap(b, Options{LargePages: true}, 0x40_0000, 0x20_0000, 2*mib, 0x80_0000)
+	})
 	b.Run("4K-pages", func(b *testing.B) { benchMapUnmap(b, Options{}, 0x40_0000, 0x20_0000, 2*mib, 0x80_0000) })
 }

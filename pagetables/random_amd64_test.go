@@ -64,7 +64,7 @@ func runRandom(t *testing.T, seed uint64, nops int, base, size uint64, opts Opti
 	pt := newTestPT(t, a, opts)
 	ref := model{}
 	var leaves [3]int // pages Lookup found in 4K, 2M and 1G leaves
-	splitFlushes := 0          // Map flushes with no model change: splits
+	splitFlushes := 0 // Map flushes with no model change: splits
 
 	randPerms := func() Perms {
 		p := Perms(rng.IntN(8)) // some subset of Read, Write, Execute
