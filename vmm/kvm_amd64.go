@@ -110,7 +110,7 @@ type VM struct {
 
 // NewVM creates a VM.
 func (k *KVM) NewVM() (*VM, error) {
-	fd, err := kvm.CreateVM(uintptr(k.fd))
+	fd, err := retry(func() (uintptr, error) { return kvm.CreateVM(uintptr(k.fd)) })
 	if err != nil {
 		return nil, fmt.Errorf("kvm: KVM_CREATE_VM: %w", err)
 	}
@@ -120,6 +120,17 @@ func (k *KVM) NewVM() (*VM, error) {
 		return nil, fmt.Errorf("kvm: KVM_GET_SUPPORTED_CPUID: %w", err)
 	}
 	return &VM{k: k, fd: int(fd), cpuid: cpuid}, nil
+}
+
+// retry repeats an ioctl a signal interrupted (the Go runtime preempts
+// goroutines with signals).
+func retry(op func() (uintptr, error)) (uintptr, error) {
+	for {
+		r, err := op()
+		if !errors.Is(err, unix.EINTR) {
+			return r, err
+		}
+	}
 }
 
 // Close destroys the VM (after its vCPUs are closed).
@@ -146,7 +157,7 @@ func (vm *VM) SetMemory(slot uint32, phys uint64, mem []byte, readOnly bool) err
 	if readOnly {
 		r.SetMemReadonly()
 	}
-	if err := kvm.SetUserMemoryRegion(uintptr(vm.fd), r); err != nil {
+	if _, err := retry(func() (uintptr, error) { return 0, kvm.SetUserMemoryRegion(uintptr(vm.fd), r) }); err != nil {
 		return fmt.Errorf("kvm: memory slot %d at %#x (%d bytes): %w", slot, phys, len(mem), err)
 	}
 	return nil
@@ -161,7 +172,7 @@ type VCPU struct {
 
 // NewVCPU creates vCPU id with the VM's supported CPUID.
 func (vm *VM) NewVCPU(id int) (*VCPU, error) {
-	fd, err := kvm.CreateVCPU(uintptr(vm.fd), id)
+	fd, err := retry(func() (uintptr, error) { return kvm.CreateVCPU(uintptr(vm.fd), id) })
 	if err != nil {
 		return nil, fmt.Errorf("kvm: KVM_CREATE_VCPU %d: %w", id, err)
 	}

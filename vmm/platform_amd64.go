@@ -26,12 +26,12 @@ func init() {
 
 // Guest physical layout. The memory file appears at guest physical
 // addresses equal to its offsets, registered in slotChunk pieces as it is
-// used; ring-0 pages and page-table pages sit far above it.
+// used; ring-0 pages and page-table pages sit in the top 2 GiB of the
+// guest's physical address width (CPUID 0x80000008), above any offset the
+// memory file may use here.
 const (
 	slotChunk    = 1 << 30
-	ring0Phys    = 1 << 44
 	ring0Size    = 1 << 20
-	tablesPhys   = ring0Phys + 1<<30
 	tablesSize   = 256 << 20
 	slotRing0    = 0
 	slotTables   = 1
@@ -68,6 +68,9 @@ type Platform struct {
 	shadowPaging bool
 	// ring0Syscall is set where a ring-3 syscall enters ring 0 (hardware).
 	ring0Syscall bool
+	// ring0Phys and tablesPhys place the ring-0 and page-table regions;
+	// memory-file offsets must stay below ring0Phys.
+	ring0Phys, tablesPhys uint64
 	xcr0         uint64
 
 	mu      sync.Mutex
@@ -142,19 +145,25 @@ func New(opts platform.Options) (platform.Platform, error) {
 	if err != nil {
 		return fail(fmt.Errorf("kvm: mapping the memory file: %w", err))
 	}
+	physBits := uint64(36)
+	if eax, _, _, _, ok := vm.CPUID(0x80000008, 0); ok && eax&0xff >= 36 {
+		physBits = uint64(eax & 0xff)
+	}
+	p.ring0Phys = 1<<physBits - 2<<30
+	p.tablesPhys = p.ring0Phys + 1<<30
 	if p.ring0, err = anon(ring0Size); err != nil {
 		return fail(err)
 	}
 	if p.tables, err = anon(tablesSize); err != nil {
 		return fail(err)
 	}
-	if err := vm.SetMemory(slotRing0, ring0Phys, p.ring0, false); err != nil {
+	if err := vm.SetMemory(slotRing0, p.ring0Phys, p.ring0, false); err != nil {
 		return fail(err)
 	}
-	if err := vm.SetMemory(slotTables, tablesPhys, p.tables, false); err != nil {
+	if err := vm.SetMemory(slotTables, p.tablesPhys, p.tables, false); err != nil {
 		return fail(err)
 	}
-	if p.alloc, err = pagetables.NewSliceAllocator(tablesPhys, p.tables); err != nil {
+	if p.alloc, err = pagetables.NewSliceAllocator(p.tablesPhys, p.tables); err != nil {
 		return fail(err)
 	}
 	p.ptOpts = pagetables.Options{LargePages: true}
@@ -195,9 +204,9 @@ func (p *Platform) buildKernelHalf() error {
 	}{
 		// The entry page runs at CPL 3 on PVM, so it is user-executable;
 		// it holds nothing secret.
-		{kBase + r0Code, ring0Phys + r0Code, 0x1000, pagetables.Read | pagetables.Execute | pagetables.User},
-		{kBase + r0IDT, ring0Phys + r0IDT, ring0Size - r0IDT, pagetables.Read | pagetables.Write},
-		{kTables, tablesPhys, tablesSize, pagetables.Read | pagetables.Write},
+		{kBase + r0Code, p.ring0Phys + r0Code, 0x1000, pagetables.Read | pagetables.Execute | pagetables.User},
+		{kBase + r0IDT, p.ring0Phys + r0IDT, ring0Size - r0IDT, pagetables.Read | pagetables.Write},
+		{kTables, p.tablesPhys, tablesSize, pagetables.Read | pagetables.Write},
 	}
 	for _, m := range maps {
 		if _, err := p.kernelPT.Map(m.virt, m.phys, m.size, m.perms); err != nil {
@@ -248,8 +257,8 @@ func (p *Platform) ensureSlots(off, n uint64) error {
 		if p.slots[c] {
 			continue
 		}
-		if c*slotChunk >= uint64(len(p.mem)) {
-			return fmt.Errorf("kvm: memory file offset %#x beyond the mapped file", off)
+		if (c+1)*slotChunk > p.ring0Phys || (c+1)*slotChunk > uint64(len(p.mem)) {
+			return fmt.Errorf("kvm: memory file offset %#x beyond this guest's physical address space (%#x)", off, p.ring0Phys)
 		}
 		if err := p.vm.SetMemory(uint32(firstMemSlot+c), c*slotChunk, p.mem[c*slotChunk:(c+1)*slotChunk], false); err != nil {
 			return err
@@ -263,11 +272,11 @@ func (p *Platform) ensureSlots(off, n uint64) error {
 // deleting and re-adding the page-table slot: it has no other way to learn
 // of entries the host rewrote.
 func (p *Platform) zapShadows() error {
-	del := &kvm.UserspaceMemoryRegion{Slot: slotTables, GuestPhysAddr: tablesPhys, UserspaceAddr: uint64(uintptr(unsafe.Pointer(&p.tables[0])))}
+	del := &kvm.UserspaceMemoryRegion{Slot: slotTables, GuestPhysAddr: p.tablesPhys, UserspaceAddr: uint64(uintptr(unsafe.Pointer(&p.tables[0])))}
 	if err := kvm.SetUserMemoryRegion(uintptr(p.vm.fd), del); err != nil {
 		return fmt.Errorf("kvm: dropping shadow page tables: %w", err)
 	}
-	return p.vm.SetMemory(slotTables, tablesPhys, p.tables, false)
+	return p.vm.SetMemory(slotTables, p.tablesPhys, p.tables, false)
 }
 
 // addressSpace is one app address space: guest page tables sharing the
@@ -567,7 +576,9 @@ func (p *Platform) decode(v *vcpu, reason uint32, regs *platform.Registers) (pla
 		_, _, port := v.IOExit()
 		user := v.Sregs().CS.DPL == 3
 		switch {
-		case port == ring0.PortSyscall && r.RIP == kBase+r0Code+ring0.SyscallResume:
+		case port == ring0.PortSyscall && (r.RIP == kBase+r0Code+ring0.SyscallEntry || r.RIP == kBase+r0Code+ring0.SyscallResume):
+			// (Some hypervisors report RIP at the OUT, some past it; KVM
+			// finishes the OUT on re-entry unless the host moved RIP.)
 			if user {
 				v.at = atUser
 			} else {
