@@ -71,7 +71,7 @@ type Platform struct {
 	// ring0Phys and tablesPhys place the ring-0 and page-table regions;
 	// memory-file offsets must stay below ring0Phys.
 	ring0Phys, tablesPhys uint64
-	xcr0         uint64
+	xcr0                  uint64
 
 	mu      sync.Mutex
 	slots   map[uint64]bool
