@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestMain(m *testing.M) {
@@ -99,6 +100,17 @@ func TestProcess(t *testing.T) {
 // TestUname: sysname and machine, and well-formedness of the other fields.
 func TestUname(t *testing.T) {
 	progTest(t, "uname", staticOnly, nil, NativeExit(0))
+}
+
+// TestYMM: all sixteen YMM registers survive 20,000 raw system calls.
+func TestYMM(t *testing.T) {
+	progTest(t, "ymm", staticOnly, nil, NativeExit(0))
+}
+
+// TestMmapStress: 100,000 mmap/munmap/mprotect operations keep contents
+// and leave no stale mapping behind.
+func TestMmapStress(t *testing.T) {
+	progTest(t, "mmap_stress", staticOnly, nil, NativeExit(0), Timeout(10*time.Minute))
 }
 
 // TestVsyscall: calls to the legacy vsyscall page are served by the

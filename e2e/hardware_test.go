@@ -29,6 +29,7 @@ var hardwarePrograms = []struct {
 	{"clock", Static, nil},
 	{"process", Static, nil},
 	{"uname", Static, nil},
+	{"ymm", Static, nil},
 	{"exitcode", Static, []string{"42"}},
 	{"exitcode", Static, []string{"segv"}},
 	{"exitcode", Static, []string{"ill"}},
