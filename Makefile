@@ -57,6 +57,7 @@ test: deps vet
 bench: deps build
 	$(GO) test -run '^$$' -bench . -benchtime 20x -count 5 ./e2e/
 	$(GO) test -run '^$$' -bench . -benchtime 200000x -count 5 ./ptrace_fallback/
+	$(GO) test -run '^$$' -bench . -benchtime 2000x -count 5 ./vmm/
 
 # Regenerate the README's system call table from the Sentry's table.
 readme:

@@ -13,3 +13,7 @@ func TestConformance(t *testing.T) {
 func BenchmarkSyscallRoundTrip(b *testing.B) {
 	platformtest.BenchmarkSyscall(b, New)
 }
+
+func BenchmarkAddressSpaceSwitch(b *testing.B) {
+	platformtest.BenchmarkAddressSpaceSwitch(b, New)
+}
