@@ -47,6 +47,7 @@ func (e *Error) Error() string { return e.Msg }
 // Options describe one sandboxed run.
 type Options struct {
 	Platform string // auto, ptrace, kvm
+	NumVCPUs int    // --num-vcpus; 0: the host's CPU count
 	Strace   bool
 	Path     string   // resolved executable path on the host
 	Argv     []string // argv[0] as the user gave it
@@ -60,6 +61,10 @@ var ValidPlatforms = []string{"auto", "ptrace", "kvm"}
 
 // NewPlatform makes the named platform over memFD.
 func NewPlatform(name string, memFD int) (platform.Platform, error) {
+	return newPlatform(name, platform.Options{MemoryFD: memFD})
+}
+
+func newPlatform(name string, opts platform.Options) (platform.Platform, error) {
 	registered := false
 	for _, n := range platform.Names() {
 		registered = registered || n == name
@@ -68,7 +73,8 @@ func NewPlatform(name string, memFD int) (platform.Platform, error) {
 		return nil, fmt.Errorf("platform %q is not available in this build (available: auto, %s)",
 			name, strings.Join(platform.Names(), ", "))
 	}
-	return platform.New(name, platform.Options{MemoryFD: memFD, Logf: logging.Debugf})
+	opts.Logf = logging.Debugf
+	return platform.New(name, opts)
 }
 
 // Run runs opts.Path in a new sandbox and returns its exit status.
@@ -102,7 +108,7 @@ func Run(o Options) (kernel.ExitStatus, error) {
 		return kernel.ExitStatus{}, &Error{ExitRunscFailed, err.Error()}
 	}
 	defer mf.Close()
-	p, err := NewPlatform(o.Platform, mf.FD())
+	p, err := newPlatform(o.Platform, platform.Options{MemoryFD: mf.FD(), NumVCPUs: o.NumVCPUs})
 	if err != nil {
 		return kernel.ExitStatus{}, &Error{ExitRunscFailed, err.Error()}
 	}

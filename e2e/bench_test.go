@@ -111,3 +111,12 @@ func benchTrue(b *testing.B, run func() Result) {
 		}
 	}
 }
+
+// BenchmarkSysemuFloor is the floor of the ptrace platform's round trip: a
+// C tracer that only resumes a getpid loop under PTRACE_SYSEMU, on one CPU.
+// Compare BenchmarkGetpid/ptrace with it.
+func BenchmarkSysemuFloor(b *testing.B) {
+	prog := Program(b, "sysemu_floor", Static)
+	argv := []string{prog, "200000"}
+	benchGetpid(b, func() Result { return RunNative(b, argv) })
+}

@@ -134,6 +134,9 @@ func New(opts platform.Options) (platform.Platform, error) {
 	if p.logf == nil {
 		p.logf = func(string, ...any) {}
 	}
+	if opts.NumVCPUs > 0 {
+		p.limit = opts.NumVCPUs
+	}
 	if p.limit > maxVCPUs {
 		p.limit = maxVCPUs
 	}

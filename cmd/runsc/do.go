@@ -56,6 +56,7 @@ func doAction(c *cli.Context) error {
 	hostname, _ := os.Hostname()
 	status, err := boot.Run(boot.Options{
 		Platform: c.String("platform"),
+		NumVCPUs: c.Int("num-vcpus"),
 		Strace:   c.Bool("strace"),
 		Path:     path,
 		Argv:     args,

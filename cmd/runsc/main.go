@@ -58,12 +58,16 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			&cli.StringFlag{Name: "debug-log", Usage: "debug log file; a path ending in / is a directory with one log per runsc process"},
 			&cli.BoolFlag{Name: "strace", Usage: "log every app system call with its arguments, result and duration"},
 			&cli.StringFlag{Name: "root", Value: "/var/run/runsc", Usage: "directory for container state"},
+			&cli.IntFlag{Name: "num-vcpus", Usage: "most vCPUs the kvm platform creates (default: the host's CPU count)"},
 			&cli.StringFlag{Name: "network", Value: "sandbox", Usage: "networking: sandbox, none or host (no networking is built yet: sockets fail with EAFNOSUPPORT)"},
 		},
 		OnUsageError: onUsage,
 		Before: func(c *cli.Context) error {
 			if p := c.String("platform"); !oneOf(p, boot.ValidPlatforms) {
 				return usageError("invalid --platform %q (valid: %s)", p, strings.Join(boot.ValidPlatforms, ", "))
+			}
+			if n := c.Int("num-vcpus"); n < 0 {
+				return usageError("invalid --num-vcpus %d (want a positive count, or 0 for the host's CPU count)", n)
 			}
 			if n := c.String("network"); !oneOf(n, validNetworks) {
 				return usageError("invalid --network %q (valid: %s)", n, strings.Join(validNetworks, ", "))

@@ -169,6 +169,9 @@ type Options struct {
 	MemoryFD int
 	// Logf, when set, receives the platform's debug messages.
 	Logf func(format string, args ...any)
+	// NumVCPUs bounds a virtual machine's vCPUs (--num-vcpus); 0 means the
+	// host's CPU count. Platforms without vCPUs ignore it.
+	NumVCPUs int
 	// Auto is set when --platform=auto is choosing: a platform that works
 	// here but would be slower than the fallback declines, saying why.
 	Auto bool

@@ -36,8 +36,9 @@ import (
 
 // Exit statuses of qemuguest itself; any other status is the program's.
 const (
-	exitSetup = 2 // could not start the guest
-	exitGuest = 3 // the guest failed before the program's status came back
+	exitSetup  = 2 // could not start the guest
+	exitGuest  = 3 // the guest failed before the program's status came back
+	exitNoBoot = 4 // the guest kernel never started /init (boot again)
 )
 
 // listFlag is a repeatable string flag.
@@ -51,6 +52,7 @@ type config struct {
 	qemu, cpu, mem  string
 	smp             int
 	timeout         time.Duration
+	bootTimeout     time.Duration
 	cacheDir        string
 	appendCmdline   string
 	consoleLog      string
@@ -87,6 +89,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fset.StringVar(&c.mem, "mem", "2G", "guest memory `size`")
 	fset.IntVar(&c.smp, "smp", 2, "guest CPUs")
 	fset.DurationVar(&c.timeout, "timeout", 5*time.Minute, "kill the guest and fail after this `duration`")
+	fset.DurationVar(&c.bootTimeout, "boot-timeout", 90*time.Second, "kill the guest and exit 4 if its /init has not started after this `duration` (0: no limit)")
 	fset.StringVar(&c.cacheDir, "cache-dir", defCache, "`dir` for the cached base initramfs")
 	fset.StringVar(&c.appendCmdline, "append", "", "extra guest kernel command line `args`")
 	fset.StringVar(&c.consoleLog, "console-log", "", "write the guest kernel console to `file`")

@@ -74,6 +74,21 @@ func (g *guest) qemuArgs() []string {
 func (g *guest) boot(ctx context.Context) int {
 	ctx, cancel := context.WithTimeoutCause(ctx, g.cfg.timeout, errTimeout)
 	defer cancel()
+	// Now and then a TCG guest never gets past the firmware; give up on it
+	// early, with its own status, so callers can simply boot again.
+	ctx, cancelBoot := context.WithCancelCause(ctx)
+	defer cancelBoot(nil)
+	if g.cfg.bootTimeout > 0 {
+		watchdog := time.AfterFunc(g.cfg.bootTimeout, func() {
+			g.mu.Lock()
+			stuck := g.booted.IsZero()
+			g.mu.Unlock()
+			if stuck {
+				cancelBoot(errBootTimeout)
+			}
+		})
+		defer watchdog.Stop()
+	}
 
 	var readers [numPorts]*os.File
 	var writers []*os.File
@@ -147,7 +162,10 @@ func (g *guest) boot(ctx context.Context) int {
 	return g.verdict(ctx, cmd, waitErr, qemuErr.String())
 }
 
-var errTimeout = errors.New("timeout")
+var (
+	errTimeout     = errors.New("timeout")
+	errBootTimeout = errors.New("boot timeout")
+)
 
 // verdict turns what happened into an exit status, explaining failures.
 func (g *guest) verdict(ctx context.Context, cmd *exec.Cmd, waitErr error, qemuOut string) int {
@@ -164,6 +182,11 @@ func (g *guest) verdict(ctx context.Context, cmd *exec.Cmd, waitErr error, qemuO
 			g.logf("warning: the program exited %d but qemu exited %d (want %d)", g.status, code, want)
 		}
 		return g.status
+	}
+	if context.Cause(ctx) == errBootTimeout {
+		g.logf("the guest did not boot within %v; qemu killed", g.cfg.bootTimeout)
+		g.report(qemuOut)
+		return exitNoBoot
 	}
 	if context.Cause(ctx) == errTimeout {
 		g.logf("timed out after %v (%s); qemu killed", g.cfg.timeout, g.stage())
