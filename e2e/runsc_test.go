@@ -63,10 +63,17 @@ func exitAfterSignal(t *testing.T, cmd *exec.Cmd, stdin io.Closer, sig syscall.S
 	if err := cmd.Process.Signal(sig); err != nil {
 		t.Fatal(err)
 	}
+	sent := time.Now()
 	done := make(chan struct{})
 	go func() { cmd.Wait(); close(done) }()
 	select {
 	case <-done:
+		// A signal must end even an app spinning in user code promptly
+		// (the KVM issue asks for under a second; the bound here leaves
+		// room for a loaded machine).
+		if d := time.Since(sent); d > 5*time.Second {
+			t.Errorf("took %v to end after %v", d.Round(time.Millisecond), sig)
+		}
 	case <-time.After(20 * time.Second):
 		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		<-done
