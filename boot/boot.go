@@ -48,6 +48,7 @@ func (e *Error) Error() string { return e.Msg }
 type Options struct {
 	Platform string // auto, ptrace, kvm
 	NumVCPUs int    // --num-vcpus; 0: the host's CPU count
+	RootDir  string // --root: state directory (platform caches)
 	Strace   bool
 	Path     string   // resolved executable path on the host
 	Argv     []string // argv[0] as the user gave it
@@ -108,7 +109,7 @@ func Run(o Options) (kernel.ExitStatus, error) {
 		return kernel.ExitStatus{}, &Error{ExitRunscFailed, err.Error()}
 	}
 	defer mf.Close()
-	p, err := newPlatform(o.Platform, platform.Options{MemoryFD: mf.FD(), NumVCPUs: o.NumVCPUs})
+	p, err := newPlatform(o.Platform, platform.Options{MemoryFD: mf.FD(), NumVCPUs: o.NumVCPUs, StateDir: o.RootDir})
 	if err != nil {
 		return kernel.ExitStatus{}, &Error{ExitRunscFailed, err.Error()}
 	}

@@ -111,7 +111,7 @@ type vcpu struct {
 // New makes the KVM platform. It fails with a clear error where /dev/kvm
 // is missing or lacks what the platform needs.
 func New(opts platform.Options) (platform.Platform, error) {
-	rep, err := probeSemantics()
+	rep, err := cachedSemantics(opts.StateDir, opts.Logf)
 	if err != nil {
 		return nil, err
 	}

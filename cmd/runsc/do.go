@@ -57,6 +57,7 @@ func doAction(c *cli.Context) error {
 	status, err := boot.Run(boot.Options{
 		Platform: c.String("platform"),
 		NumVCPUs: c.Int("num-vcpus"),
+		RootDir:  c.String("root"),
 		Strace:   c.Bool("strace"),
 		Path:     path,
 		Argv:     args,

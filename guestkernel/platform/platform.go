@@ -169,6 +169,9 @@ type Options struct {
 	MemoryFD int
 	// Logf, when set, receives the platform's debug messages.
 	Logf func(format string, args ...any)
+	// StateDir is runsc's state directory (--root); platforms may cache
+	// host facts there (the kvm probe, per boot).
+	StateDir string
 	// NumVCPUs bounds a virtual machine's vCPUs (--num-vcpus); 0 means the
 	// host's CPU count. Platforms without vCPUs ignore it.
 	NumVCPUs int
