@@ -44,6 +44,8 @@ demo: deps build
 	@echo "== busybox uname -m, and an exit status"
 	$(RUNSC) do busybox uname -m
 	-$(RUNSC) do busybox false; echo "exit status $$?"
+	@echo "== the kvm platform, forced (app code in guest ring 3 of our own VM)"
+	-$(RUNSC) --platform=kvm do $(OUT)/hello on kvm
 
 vet:
 	@test -z "$$(gofmt -l . | tee /dev/stderr)" || (echo "gofmt needed on the files above"; exit 1)
