@@ -39,6 +39,9 @@ func (r Report) String() string {
 	if !r.HostPTEEditsVisible {
 		pte = "host page-table edits invisible (shadow paging)"
 	}
+	if r.SyscallRoundTrip == 0 {
+		return sem + "; " + pte // the quick probe times nothing
+	}
 	return fmt.Sprintf("%s; syscall round trip %v, exception round trip %v; %s",
 		sem, r.SyscallRoundTrip.Round(100*time.Nanosecond), r.ExceptionRoundTrip.Round(100*time.Nanosecond), pte)
 }
