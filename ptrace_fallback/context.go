@@ -33,6 +33,7 @@ type context struct {
 
 	interrupt atomic.Bool
 	running   atomic.Pointer[stub]
+	checked   bool // the calling thread was verified
 
 	// fpStub is the stub thread holding the FP state of the last fpu this
 	// context switched with.
@@ -43,8 +44,14 @@ type context struct {
 // Switch implements platform.Context.
 func (c *context) Switch(asI platform.AddressSpace, regs *platform.Registers, fpu *platform.FPState) (platform.Event, error) {
 	as := asI.(*addressSpace)
-	if unix.Gettid() != c.tid {
-		return platform.Event{}, errWrongThread
+	// The thread check costs a host syscall, so it is made once: a context
+	// is only ever used by the task goroutine that created it, which stays
+	// locked to its thread.
+	if !c.checked {
+		if unix.Gettid() != c.tid {
+			return platform.Event{}, errWrongThread
+		}
+		c.checked = true
 	}
 	as.mu.Lock()
 	s := as.stub

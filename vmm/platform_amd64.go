@@ -468,6 +468,7 @@ type context struct {
 	last      *vcpu
 	interrupt atomic.Bool
 	running   atomic.Pointer[vcpu]
+	tid       int32
 	// vsyscallRet: the last event was a vsyscall-page call (see popReturn).
 	vsyscallRet bool
 }
@@ -496,7 +497,10 @@ func (c *context) Switch(asI platform.AddressSpace, regs *platform.Registers, fp
 	}
 	defer p.release(v)
 	c.last = v
-	v.tid.Store(int32(unix.Gettid()))
+	if c.tid == 0 {
+		c.tid = int32(unix.Gettid()) // the task's locked thread, for Interrupt
+	}
+	v.tid.Store(c.tid)
 
 	p.mu.Lock()
 	zap := p.zapNeed
