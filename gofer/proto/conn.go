@@ -137,6 +137,9 @@ func (c *Conn) Send(tag uint32, m Message, fds []int) error {
 // Recv reads the next message. It returns the tag, the decoded message
 // and any descriptors that arrived with it (close-on-exec, owned by the
 // caller). On error no descriptors are returned: any received are closed.
+// When a whole frame arrived but its payload did not decode, the error is
+// not sticky and Recv still returns the frame's tag, so the receiver can
+// answer that request with an error.
 func (c *Conn) Recv() (tag uint32, m Message, fds []int, err error) {
 	c.recvMu.Lock()
 	defer c.recvMu.Unlock()
@@ -170,7 +173,8 @@ func (c *Conn) Recv() (tag uint32, m Message, fds []int, err error) {
 	}
 	tag, m, _, err = c.dec.decodeMessage(c.rbuf)
 	if err != nil {
-		return fail(err, false)
+		_, _, _, err = fail(err, false)
+		return h.Tag, nil, nil, err
 	}
 	return tag, m, fds, nil
 }
