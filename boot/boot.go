@@ -100,7 +100,8 @@ func Run(o Options) (kernel.ExitStatus, error) {
 		return kernel.ExitStatus{}, &Error{ExitCannotExecute, fmt.Sprintf("%s: permission denied (not executable)", o.Argv[0])}
 	}
 	// Refuse what cannot run before building a sandbox for it.
-	if _, err := loader.CheckELF(f, o.Path); err != nil {
+	ef, err := loader.CheckELF(f, o.Path)
+	if err != nil {
 		return kernel.ExitStatus{}, &Error{ExitCannotExecute, err.Error()}
 	}
 
@@ -115,6 +116,7 @@ func Run(o Options) (kernel.ExitStatus, error) {
 	}
 	defer p.Close()
 	logging.Infof("platform: %s", p.Name())
+	aux := readHostAux()
 
 	k := kernel.New(kernel.Config{
 		Platform:    p,
@@ -123,8 +125,8 @@ func Run(o Options) (kernel.ExitStatus, error) {
 		Hostname:    o.Hostname,
 		Creds:       hostCreds(),
 		HWCap:       hwcap(),
-		HWCap2:      hostAux(loader.AtHWCap2, 0),
-		MinSigStkSz: hostAux(loader.AtMinSigStkSz, 2048),
+		HWCap2:      aux.get(loader.AtHWCap2, 0),
+		MinSigStkSz: aux.get(loader.AtMinSigStkSz, 2048),
 	})
 	var stdio []kernel.File
 	for fd := 0; fd < 3; fd++ {
@@ -137,7 +139,7 @@ func Run(o Options) (kernel.ExitStatus, error) {
 		stdio = append(stdio, hf)
 	}
 	tg, err := k.CreateProcess(kernel.ProcessArgs{
-		File: f, Name: o.Argv[0], ExecFn: o.Path, Argv: o.Argv, Envv: o.Env, Stdio: stdio,
+		File: f, ELF: ef, Name: o.Argv[0], ExecFn: o.Path, Argv: o.Argv, Envv: o.Env, Stdio: stdio,
 	})
 	if err != nil {
 		var le *loader.Error
@@ -193,17 +195,21 @@ func hwcap() uint64 {
 	return uint64(edx)
 }
 
-// hostAux reads one entry of runsc's own auxiliary vector, which carries
-// host facts (AT_HWCAP2, AT_MINSIGSTKSZ) the sandbox passes on.
-func hostAux(key uint64, def uint64) uint64 {
-	b, err := os.ReadFile("/proc/self/auxv")
-	if err != nil {
-		return def
-	}
-	for i := 0; i+16 <= len(b); i += 16 {
-		k := binary.LittleEndian.Uint64(b[i:])
+// hostAux is runsc's own auxiliary vector, which carries host facts
+// (AT_HWCAP2, AT_MINSIGSTKSZ) the sandbox passes on.
+type hostAux []byte
+
+func readHostAux() hostAux {
+	b, _ := os.ReadFile("/proc/self/auxv")
+	return b
+}
+
+// get returns key's value, or def if the vector lacks it.
+func (a hostAux) get(key, def uint64) uint64 {
+	for i := 0; i+16 <= len(a); i += 16 {
+		k := binary.LittleEndian.Uint64(a[i:])
 		if k == key {
-			return binary.LittleEndian.Uint64(b[i+8:])
+			return binary.LittleEndian.Uint64(a[i+8:])
 		}
 		if k == 0 {
 			break

@@ -7,6 +7,8 @@
 // guest; the host does all the work at the exits.
 package ring0
 
+import "encoding/binary"
+
 // Entry offsets within Code.
 const (
 	SyscallEntry   = 0x00
@@ -83,7 +85,7 @@ const (
 // only from the entry's own address.
 func TSS(stack uint64) [TSSSize]byte {
 	var t [TSSSize]byte
-	putUint64(t[4:], stack)
+	binary.LittleEndian.PutUint64(t[4:], stack)
 	t[0x66] = ioMapBase
 	for i := 0; i <= ioBitmap; i++ {
 		t[ioMapBase+i] = 0xff // 1 = denied
@@ -104,8 +106,8 @@ func IDT(codeBase uint64) [NumVectors * 16]byte {
 			attr = 0xee
 		}
 		lo := addr&0xffff | KernelCS<<16 | attr<<40 | (addr>>16&0xffff)<<48
-		putUint64(idt[v*16:], lo)
-		putUint64(idt[v*16+8:], addr>>32)
+		binary.LittleEndian.PutUint64(idt[v*16:], lo)
+		binary.LittleEndian.PutUint64(idt[v*16+8:], addr>>32)
 	}
 	return idt
 }
@@ -123,9 +125,3 @@ const Star = uint64(User32CS)<<48 | uint64(KernelCS)<<32
 
 // Fmask clears TF, DF, IF, AC and NT on syscall entry, as Linux does.
 const Fmask = 0x47700
-
-func putUint64(b []byte, v uint64) {
-	for i := 0; i < 8; i++ {
-		b[i] = byte(v >> (8 * i))
-	}
-}

@@ -17,6 +17,8 @@ import (
 
 	"github.com/bobuhiro11/gokvm/kvm"
 	"golang.org/x/sys/unix"
+
+	"github.com/ringfence/ringfence/ring0"
 )
 
 // Capabilities the platform relies on.
@@ -323,3 +325,48 @@ func (c *VCPU) SetXCR0(v uint64) error {
 	}
 	return nil
 }
+
+// userModeSetup is where a vCPU's descriptor tables and entry code live.
+type userModeSetup struct {
+	cr3      uint64 // page tables
+	lstar    uint64 // the ring0 syscall entry
+	gdt, tss uint64 // this vCPU's GDT and TSS
+	idt      uint64
+	osxsave  bool // enable XSAVE features (CR4.OSXSAVE)
+}
+
+// enterUserMode puts a fresh vCPU in 64-bit ring 3 with paging, the
+// SYSCALL MSRs and the given descriptor tables: the state both the probe
+// and the platform start app code from.
+func (c *VCPU) enterUserMode(u userModeSetup) error {
+	if err := c.SetMSRs(map[uint32]uint64{
+		ring0.MSRLstar: u.lstar,
+		ring0.MSRStar:  ring0.Star,
+		ring0.MSRFmask: ring0.Fmask,
+	}); err != nil {
+		return err
+	}
+	s, err := c.GetSregs()
+	if err != nil {
+		return err
+	}
+	s.CR3 = u.cr3
+	s.CR4 = 1<<5 | 1<<9 | 1<<10 // PAE, OSFXSR, OSXMMEXCPT
+	if u.osxsave {
+		s.CR4 |= 1 << 18
+	}
+	s.CR0 = 1 | 1<<1 | 1<<4 | 1<<5 | 1<<16 | 1<<31 // PE, MP, ET, NE, WP, PG
+	s.EFER = 1 | 1<<8 | 1<<10 | 1<<11              // SCE, LME, LMA, NXE
+	s.CS = userCS
+	s.DS, s.ES, s.FS, s.GS, s.SS = userDS, userDS, userDS, userDS, userDS
+	s.TR = kvm.Segment{Base: u.tss, Limit: ring0.TSSSize - 1, Selector: ring0.TSSSel, Typ: 11, Present: 1}
+	s.GDT = kvm.Descriptor{Base: u.gdt, Limit: ring0.GDTEntries*8 - 1}
+	s.IDT = kvm.Descriptor{Base: u.idt, Limit: ring0.NumVectors*16 - 1}
+	return c.SetSregs(s)
+}
+
+// User-mode segments, with Linux's selectors.
+var (
+	userCS = kvm.Segment{Limit: 0xffffffff, Selector: ring0.UserCS, Typ: 11, Present: 1, DPL: 3, S: 1, L: 1, G: 1}
+	userDS = kvm.Segment{Limit: 0xffffffff, Selector: ring0.UserSS, Typ: 3, Present: 1, DPL: 3, S: 1, DB: 1, G: 1}
+)

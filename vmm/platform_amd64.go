@@ -71,14 +71,16 @@ type Platform struct {
 	// ring0Phys and tablesPhys place the ring-0 and page-table regions;
 	// memory-file offsets must stay below ring0Phys.
 	ring0Phys, tablesPhys uint64
-	xcr0                  uint64
+	// zapNeed: present entries changed under shadow paging; drop the
+	// shadows before the next run (checked on every Switch, hence atomic).
+	zapNeed atomic.Bool
+	xcr0    uint64
 
-	mu      sync.Mutex
-	slots   map[uint64]bool
-	vcpus   []*vcpu
-	free    []*vcpu
-	zapNeed bool
-	limit   int
+	mu    sync.Mutex
+	slots map[uint64]bool
+	vcpus []*vcpu
+	free  []*vcpu
+	limit int
 
 	logf func(string, ...any)
 }
@@ -176,9 +178,8 @@ func New(opts platform.Options) (platform.Platform, error) {
 	if err := p.buildKernelHalf(); err != nil {
 		return fail(err)
 	}
-	if _, _, _, edx, ok := vm.CPUID(0xd, 0); ok || edx == 0 {
-		eax, _, _, _, _ := vm.CPUID(0xd, 0)
-		p.xcr0 = uint64(eax) & 0x2ff // x87, SSE, AVX, MPX-less AVX-512, PKRU
+	if eax, _, _, _, ok := vm.CPUID(0xd, 0); ok {
+		p.xcr0 = uint64(eax) & 0x2ff // x87, SSE, AVX, AVX-512, PKRU (no MPX)
 	}
 	p.logf("kvm: %v", rep)
 	return p, nil
@@ -317,9 +318,7 @@ func (as *addressSpace) changed(flush bool) {
 	}
 	as.gen++
 	if as.p.shadowPaging {
-		as.p.mu.Lock()
-		as.p.zapNeed = true
-		as.p.mu.Unlock()
+		as.p.zapNeed.Store(true)
 	}
 }
 
@@ -413,32 +412,10 @@ func (p *Platform) newVCPU(id int) (*vcpu, error) {
 	v := &vcpu{VCPU: c, id: id, stackTop: kBase + area + r0PerVCPU, stack: p.ring0[area+0x1000 : area+r0PerVCPU]}
 	tss := ring0.TSS(v.stackTop)
 	copy(p.ring0[area+0x800:], tss[:])
-	if err := c.SetMSRs(map[uint32]uint64{
-		ring0.MSRLstar: kBase + r0Code + ring0.SyscallEntry,
-		ring0.MSRStar:  ring0.Star,
-		ring0.MSRFmask: ring0.Fmask,
+	if err := c.enterUserMode(userModeSetup{
+		cr3: p.kernelPT.CR3(), lstar: kBase + r0Code + ring0.SyscallEntry,
+		gdt: kBase + area, tss: tssAddr, idt: kBase + r0IDT, osxsave: p.xcr0 != 0,
 	}); err != nil {
-		c.Close()
-		return nil, err
-	}
-	s, err := c.GetSregs()
-	if err != nil {
-		c.Close()
-		return nil, err
-	}
-	s.CR3 = p.kernelPT.CR3()
-	s.CR4 = 1<<5 | 1<<9 | 1<<10 // PAE, OSFXSR, OSXMMEXCPT
-	if p.xcr0 != 0 {
-		s.CR4 |= 1 << 18 // OSXSAVE
-	}
-	s.CR0 = 1 | 1<<1 | 1<<4 | 1<<5 | 1<<16 | 1<<31 // PE, MP, ET, NE, WP, PG
-	s.EFER = 1 | 1<<8 | 1<<10 | 1<<11              // SCE, LME, LMA, NXE
-	s.CS = userCS
-	s.DS, s.ES, s.FS, s.GS, s.SS = userDS, userDS, userDS, userDS, userDS
-	s.TR = kvm.Segment{Base: tssAddr, Limit: ring0.TSSSize - 1, Selector: ring0.TSSSel, Typ: 11, Present: 1}
-	s.GDT = kvm.Descriptor{Base: kBase + area, Limit: ring0.GDTEntries*8 - 1}
-	s.IDT = kvm.Descriptor{Base: kBase + r0IDT, Limit: ring0.NumVectors*16 - 1}
-	if err := c.SetSregs(s); err != nil {
 		c.Close()
 		return nil, err
 	}
@@ -448,7 +425,7 @@ func (p *Platform) newVCPU(id int) (*vcpu, error) {
 			return nil, err
 		}
 	}
-	v.cr3 = s.CR3
+	v.cr3 = p.kernelPT.CR3()
 	v.at = atUser
 	// Prime the run page's sync registers.
 	c.SetImmediateExit(true)
@@ -456,11 +433,6 @@ func (p *Platform) newVCPU(id int) (*vcpu, error) {
 	c.SetImmediateExit(false)
 	return v, nil
 }
-
-var (
-	userCS = kvm.Segment{Limit: 0xffffffff, Selector: ring0.UserCS, Typ: 11, Present: 1, DPL: 3, S: 1, L: 1, G: 1}
-	userDS = kvm.Segment{Limit: 0xffffffff, Selector: ring0.UserSS, Typ: 3, Present: 1, DPL: 3, S: 1, DB: 1, G: 1}
-)
 
 // context runs app threads on vCPUs it borrows for each Switch.
 type context struct {
@@ -502,11 +474,7 @@ func (c *context) Switch(asI platform.AddressSpace, regs *platform.Registers, fp
 	}
 	v.tid.Store(c.tid)
 
-	p.mu.Lock()
-	zap := p.zapNeed
-	p.zapNeed = false
-	p.mu.Unlock()
-	if zap {
+	if p.zapNeed.Load() && p.zapNeed.Swap(false) {
 		if err := p.zapShadows(); err != nil {
 			return platform.Event{}, err
 		}

@@ -145,28 +145,10 @@ func probe(n int) (Report, error) {
 		return rep, err
 	}
 	defer c.Close()
-	if err := c.SetMSRs(map[uint32]uint64{
-		ring0.MSRLstar: kBase + pCode + ring0.SyscallEntry,
-		ring0.MSRStar:  ring0.Star,
-		ring0.MSRFmask: ring0.Fmask,
+	if err := c.enterUserMode(userModeSetup{
+		cr3: pml4, lstar: kBase + pCode + ring0.SyscallEntry,
+		gdt: kBase + pGDT, tss: kBase + pGDT + 0x800, idt: kBase + pIDT,
 	}); err != nil {
-		return rep, err
-	}
-	s, err := c.GetSregs()
-	if err != nil {
-		return rep, err
-	}
-	s.CR3 = pml4
-	s.CR4 = 1<<5 | 1<<9 | 1<<10                    // PAE, OSFXSR, OSXMMEXCPT
-	s.CR0 = 1 | 1<<1 | 1<<4 | 1<<5 | 1<<16 | 1<<31 // PE, MP, ET, NE, WP, PG
-	s.EFER = 1 | 1<<8 | 1<<10 | 1<<11              // SCE, LME, LMA, NXE
-	s.CS = kvm.Segment{Limit: 0xffffffff, Selector: ring0.UserCS, Typ: 11, Present: 1, DPL: 3, S: 1, L: 1, G: 1}
-	ds := kvm.Segment{Limit: 0xffffffff, Selector: ring0.UserSS, Typ: 3, Present: 1, DPL: 3, S: 1, DB: 1, G: 1}
-	s.DS, s.ES, s.FS, s.GS, s.SS = ds, ds, ds, ds, ds
-	s.TR = kvm.Segment{Base: kBase + pGDT + 0x800, Limit: ring0.TSSSize - 1, Selector: ring0.TSSSel, Typ: 11, Present: 1}
-	s.GDT = kvm.Descriptor{Base: kBase + pGDT, Limit: ring0.GDTEntries*8 - 1}
-	s.IDT = kvm.Descriptor{Base: kBase + pIDT, Limit: ring0.NumVectors*16 - 1}
-	if err := c.SetSregs(s); err != nil {
 		return rep, err
 	}
 	if err := c.SetRegs(&kvm.Regs{RIP: vUserCode, RFLAGS: 0x202, RSP: 0x800000}); err != nil {

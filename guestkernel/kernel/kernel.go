@@ -7,6 +7,7 @@
 package kernel
 
 import (
+	"debug/elf"
 	"fmt"
 	"os"
 	"sync"
@@ -86,8 +87,9 @@ func New(c Config) *Kernel {
 
 // ProcessArgs describe the sandbox's first process.
 type ProcessArgs struct {
-	File   *os.File // the executable, opened by the caller
-	Name   string   // for messages
+	File   *os.File  // the executable, opened by the caller
+	ELF    *elf.File // File as loader.CheckELF parsed it, or nil
+	Name   string    // for messages
 	ExecFn string
 	Argv   []string
 	Envv   []string
@@ -105,7 +107,7 @@ func (k *Kernel) CreateProcess(a ProcessArgs) (*ThreadGroup, error) {
 	m.SetCommitLimit(commitLimit())
 	stack := k.limits.Get(unix.RLIMIT_STACK).Cur
 	img, err := loader.Load(m, loader.Args{
-		File: a.File, Name: a.Name, Argv: a.Argv, Envv: a.Envv, ExecFn: a.ExecFn,
+		ELF: a.ELF, File: a.File, Name: a.Name, Argv: a.Argv, Envv: a.Envv, ExecFn: a.ExecFn,
 		Creds: loader.Creds{UID: k.Creds.UID, EUID: k.Creds.EUID, GID: k.Creds.GID, EGID: k.Creds.EGID},
 		HWCap: k.HWCap, HWCap2: k.HWCap2, MinSigStkSz: k.MinSigStkSz,
 		StackSize: stack,

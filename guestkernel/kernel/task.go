@@ -90,6 +90,7 @@ type Task struct {
 
 	// Scratch space reused by system calls to avoid allocating.
 	IOVecScratch [][]byte
+	ByteScratch  []byte
 }
 
 // Kernel returns the task's kernel.

@@ -41,6 +41,9 @@ type Creds struct {
 
 // Args is what to load.
 type Args struct {
+	// ELF is File already checked by CheckELF, if the caller did; Load
+	// parses File itself otherwise.
+	ELF         *elf.File
 	File        io.ReaderAt
 	Name        string // for messages
 	Argv        []string
@@ -144,9 +147,12 @@ func pageUp(v uint64) uint64   { return (v + mm.PageSize - 1) &^ (mm.PageSize - 
 
 // Load loads a.File into m, which must be empty, and returns the image.
 func Load(m *mm.MM, a Args) (*Image, error) {
-	ef, err := CheckELF(a.File, a.Name)
-	if err != nil {
-		return nil, err
+	ef := a.ELF
+	if ef == nil {
+		var err error
+		if ef, err = CheckELF(a.File, a.Name); err != nil {
+			return nil, err
+		}
 	}
 	min, max := m.Limits()
 

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 )
 
@@ -224,7 +225,7 @@ func New(name string, opts Options) (Platform, error) {
 		c, ok := registry[name]
 		registryMu.Unlock()
 		if !ok {
-			return nil, fmt.Errorf("unknown platform %q (valid: auto, %s)", name, joinNames(Names()))
+			return nil, fmt.Errorf("unknown platform %q (valid: auto, %s)", name, strings.Join(Names(), ", "))
 		}
 		return c(opts)
 	}
@@ -247,15 +248,4 @@ func New(name string, opts Options) (Platform, error) {
 		errs = append(errs, fmt.Errorf("%s: %w", n, err))
 	}
 	return nil, fmt.Errorf("no platform works on this host: %w", errors.Join(errs...))
-}
-
-func joinNames(n []string) string {
-	s := ""
-	for i, x := range n {
-		if i > 0 {
-			s += ", "
-		}
-		s += x
-	}
-	return s
 }

@@ -57,11 +57,6 @@ func (f *FPState) Live() any { return f.live }
 // Only platforms call it.
 func (f *FPState) SetLive(c any) { f.live = c }
 
-// Clone returns an independent copy; f must be current (see SaveFPState).
-func (f *FPState) Clone() *FPState {
-	return &FPState{Data: append([]byte(nil), f.Data...)}
-}
-
 func hostXSaveSize() int {
 	_, ebx, _, _ := cpuid(0xd, 0)
 	max, _, _, _ := cpuid(0, 0)

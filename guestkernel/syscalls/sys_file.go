@@ -71,7 +71,10 @@ func vectors(t *kernel.Task, addr, count uint64, forWrite bool) ([][]byte, error
 	if count > iovMax {
 		return nil, unix.EINVAL
 	}
-	raw := make([]byte, 16*count)
+	if cap(t.ByteScratch) < int(16*count) {
+		t.ByteScratch = make([]byte, 16*iovMax)
+	}
+	raw := t.ByteScratch[:16*count]
 	if _, err := t.MM().CopyIn(addr, raw); err != nil {
 		return nil, unix.EFAULT
 	}
