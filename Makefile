@@ -2,6 +2,9 @@
 # work on a fresh machine: `deps` installs what is missing first.
 
 export PATH := $(PATH):/usr/local/go/bin
+# runsc is static: no cgo threads in the Sentry or the gofer (which drops
+# capabilities per thread).
+export CGO_ENABLED := 0
 GO       ?= go
 BIN      := bin
 RUNSC    := $(BIN)/runsc

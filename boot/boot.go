@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -55,6 +56,12 @@ type Options struct {
 	Env      []string
 	Cwd      string
 	Hostname string
+
+	RootSource string   // host directory served as "/" (default "/")
+	Volumes    []Volume // --volume bind mounts
+	Overlay    string   // memory (default) or none
+	FileAccess string   // exclusive (default) or shared
+	DebugArgs  []string // logging flags passed on to the gofer
 }
 
 // ValidPlatforms are the names --platform accepts.
@@ -80,31 +87,6 @@ func newPlatform(name string, opts platform.Options) (platform.Platform, error) 
 
 // Run runs opts.Path in a new sandbox and returns its exit status.
 func Run(o Options) (kernel.ExitStatus, error) {
-	f, err := os.Open(o.Path)
-	if err != nil {
-		status := ExitCannotExecute
-		if errors.Is(err, os.ErrNotExist) {
-			status = ExitNotFound
-		}
-		return kernel.ExitStatus{}, &Error{status, fmt.Sprintf("%s: %v", o.Argv[0], unwrapPathError(err))}
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return kernel.ExitStatus{}, &Error{ExitCannotExecute, fmt.Sprintf("%s: %v", o.Argv[0], err)}
-	}
-	if st.IsDir() {
-		return kernel.ExitStatus{}, &Error{ExitCannotExecute, fmt.Sprintf("%s: is a directory", o.Argv[0])}
-	}
-	if st.Mode()&0o111 == 0 {
-		return kernel.ExitStatus{}, &Error{ExitCannotExecute, fmt.Sprintf("%s: permission denied (not executable)", o.Argv[0])}
-	}
-	// Refuse what cannot run before building a sandbox for it.
-	ef, err := loader.CheckELF(f, o.Path)
-	if err != nil {
-		return kernel.ExitStatus{}, &Error{ExitCannotExecute, err.Error()}
-	}
-
 	mf, err := memfile.New(memfile.DefaultSize)
 	if err != nil {
 		return kernel.ExitStatus{}, &Error{ExitRunscFailed, err.Error()}
@@ -118,6 +100,23 @@ func Run(o Options) (kernel.ExitStatus, error) {
 	logging.Infof("platform: %s", p.Name())
 	aux := readHostAux()
 
+	root := o.RootSource
+	if root == "" {
+		root = "/"
+	}
+	overlayMode := o.Overlay
+	if overlayMode == "" {
+		overlayMode = "memory"
+	}
+	sfs, err := buildFS(mf, fsOptions{
+		RootSource: root, Volumes: o.Volumes, Overlay: overlayMode, FileAccess: o.FileAccess,
+		DebugArgs: o.DebugArgs, NumCPUs: runtime.NumCPU(),
+	})
+	if err != nil {
+		return kernel.ExitStatus{}, &Error{ExitRunscFailed, err.Error()}
+	}
+	defer sfs.Close()
+
 	k := kernel.New(kernel.Config{
 		Platform:    p,
 		MemFile:     mf,
@@ -127,7 +126,12 @@ func Run(o Options) (kernel.ExitStatus, error) {
 		HWCap:       hwcap(),
 		HWCap2:      aux.get(loader.AtHWCap2, 0),
 		MinSigStkSz: aux.get(loader.AtMinSigStkSz, 2048),
+		VFS:         sfs.vfs,
+		Root:        sfs.root,
 	})
+	if err := mountProc(k, sfs); err != nil {
+		return kernel.ExitStatus{}, &Error{ExitRunscFailed, err.Error()}
+	}
 	var stdio []kernel.File
 	for fd := 0; fd < 3; fd++ {
 		hf, err := hostfile.Import(fd)
@@ -139,12 +143,16 @@ func Run(o Options) (kernel.ExitStatus, error) {
 		stdio = append(stdio, hf)
 	}
 	tg, err := k.CreateProcess(kernel.ProcessArgs{
-		File: f, ELF: ef, Name: o.Argv[0], ExecFn: o.Path, Argv: o.Argv, Envv: o.Env, Stdio: stdio,
+		Path: o.Path, ExecFn: o.Path, Argv: o.Argv, Envv: o.Env, Cwd: o.Cwd, Stdio: stdio,
 	})
 	if err != nil {
 		var le *loader.Error
 		if errors.As(err, &le) {
-			return kernel.ExitStatus{}, &Error{ExitCannotExecute, le.Msg}
+			status := ExitCannotExecute
+			if le.Errno == unix.ENOENT {
+				status = ExitNotFound
+			}
+			return kernel.ExitStatus{}, &Error{status, le.Msg}
 		}
 		return kernel.ExitStatus{}, &Error{ExitRunscFailed, err.Error()}
 	}
@@ -162,17 +170,6 @@ func Run(o Options) (kernel.ExitStatus, error) {
 	status := tg.Wait()
 	logging.Debugf("sandbox exited: %v", status)
 	return status, nil
-}
-
-func unwrapPathError(err error) error {
-	var pe *os.PathError
-	if errors.As(err, &pe) {
-		if errors.Is(pe.Err, unix.ENOENT) {
-			return errors.New("no such file or directory")
-		}
-		return pe.Err
-	}
-	return err
 }
 
 func hostCreds() kernel.Creds {

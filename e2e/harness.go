@@ -309,6 +309,8 @@ func buildRunsc(r *runscState) (string, error) {
 	out := filepath.Join(dir, "runsc")
 	cmd := exec.Command(goTool, "build", "-o", out, "./cmd/runsc")
 	cmd.Dir = root
+	// A static runsc: no cgo threads in the Sentry or the gofer.
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build -o %s ./cmd/runsc (in %s) failed: %v\n%s", out, root, err, b)
 	}

@@ -113,9 +113,13 @@ func TestSignalForwarding(t *testing.T) {
 
 func readLogs(t *testing.T, dir string) string {
 	t.Helper()
-	files, err := filepath.Glob(filepath.Join(dir, "*.log"))
+	// One log for the sandbox (the do process) and one for its gofer.
+	if gofer, _ := filepath.Glob(filepath.Join(dir, "*.gofer.log")); len(gofer) != 1 {
+		t.Errorf("want exactly one gofer log in %s, found %v", dir, gofer)
+	}
+	files, err := filepath.Glob(filepath.Join(dir, "*.do.log"))
 	if err != nil || len(files) != 1 {
-		t.Fatalf("want exactly one log file in %s, found %v (%v)", dir, files, err)
+		t.Fatalf("want exactly one sandbox log file in %s, found %v (%v)", dir, files, err)
 	}
 	b, err := os.ReadFile(files[0])
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -37,7 +38,9 @@ func Setup(path string, enableDebug bool, command string) error {
 		if err := os.MkdirAll(path, 0o755); err != nil {
 			return fmt.Errorf("--debug-log directory %s: %w", path, err)
 		}
-		name := fmt.Sprintf("runsc.%s.%06d.%s.log", time.Now().Format("20060102-150405.000000"), os.Getpid(), command)
+		// Named by the process's start time, not now: a process that
+		// re-executes itself (the gofer confining itself) keeps its file.
+		name := fmt.Sprintf("runsc.%s.%06d.%s.log", processStart().Format("20060102-150405.00"), os.Getpid(), command)
 		path = filepath.Join(path, name)
 	}
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
@@ -102,4 +105,37 @@ func DebugOnce(key string, format string, args ...any) {
 	if _, loaded := once.LoadOrStore(key, true); !loaded {
 		write('D', format, args)
 	}
+}
+
+// processStart is when this process started (from /proc: boot time plus
+// the start field of /proc/self/stat), or now if /proc cannot say.
+func processStart() time.Time {
+	stat, err1 := os.ReadFile("/proc/self/stat")
+	sys, err2 := os.ReadFile("/proc/stat")
+	if err1 != nil || err2 != nil {
+		return time.Now()
+	}
+	i := strings.LastIndexByte(string(stat), ')')
+	if i < 0 {
+		return time.Now()
+	}
+	fields := strings.Fields(string(stat[i+1:]))
+	if len(fields) < 20 {
+		return time.Now()
+	}
+	ticks, err := strconv.ParseInt(fields[19], 10, 64) // field 22: starttime
+	if err != nil {
+		return time.Now()
+	}
+	for _, line := range strings.Split(string(sys), "\n") {
+		if v, ok := strings.CutPrefix(line, "btime "); ok {
+			btime, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			if err != nil {
+				break
+			}
+			const clkTck = 100 // USER_HZ on x86-64
+			return time.Unix(btime, 0).Add(time.Duration(ticks) * time.Second / clkTck)
+		}
+	}
+	return time.Now()
 }

@@ -19,6 +19,8 @@ func doCommand(onUsage cli.OnUsageErrorFunc) *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "cwd", Usage: "working directory of the program"},
 			&cli.StringSliceFlag{Name: "env", Usage: "add or replace an environment variable (K=V); repeatable"},
+			&cli.GenericFlag{Name: "volume", Aliases: []string{"v"}, Value: &volumeList{},
+				Usage: "bind-mount a host directory into the sandbox, as HOST:GUEST[:ro]; writes reach the host; repeatable"},
 		},
 		OnUsageError:    onUsage,
 		SkipFlagParsing: false,
@@ -53,17 +55,22 @@ func doAction(c *cli.Context) error {
 		}
 		path = p
 	}
+	volumes := c.Generic("volume").(*volumeList).volumes
 	hostname, _ := os.Hostname()
 	status, err := boot.Run(boot.Options{
-		Platform: c.String("platform"),
-		NumVCPUs: c.Int("num-vcpus"),
-		RootDir:  c.String("root"),
-		Strace:   c.Bool("strace"),
-		Path:     path,
-		Argv:     args,
-		Env:      env,
-		Cwd:      cwd,
-		Hostname: hostname,
+		Platform:   c.String("platform"),
+		NumVCPUs:   c.Int("num-vcpus"),
+		RootDir:    c.String("root"),
+		Strace:     c.Bool("strace"),
+		Path:       path,
+		Argv:       args,
+		Env:        env,
+		Cwd:        cwd,
+		Hostname:   hostname,
+		Volumes:    volumes,
+		Overlay:    c.String("overlay"),
+		FileAccess: c.String("file-access"),
+		DebugArgs:  goferDebugArgs(c),
 	})
 	if err != nil {
 		if be, ok := err.(*boot.Error); ok {
@@ -84,4 +91,49 @@ func setEnv(env []string, kv string) []string {
 		}
 	}
 	return append(env, kv)
+}
+
+// volumeList collects --volume HOST:GUEST[:ro] flags.
+type volumeList struct{ volumes []boot.Volume }
+
+func (l *volumeList) Set(v string) error {
+	parts := strings.Split(v, ":")
+	if len(parts) < 2 || len(parts) > 3 || parts[0] == "" || parts[1] == "" || (len(parts) == 3 && parts[2] != "ro" && parts[2] != "rw") {
+		return fmt.Errorf("invalid --volume %q (want HOST:GUEST or HOST:GUEST:ro)", v)
+	}
+	if !strings.HasPrefix(parts[1], "/") {
+		return fmt.Errorf("invalid --volume %q: the sandbox path %q must be absolute", v, parts[1])
+	}
+	st, err := os.Stat(parts[0])
+	if err != nil {
+		return fmt.Errorf("invalid --volume %q: %v", v, err)
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("invalid --volume %q: %s is not a directory (only directories can be mounted)", v, parts[0])
+	}
+	l.volumes = append(l.volumes, boot.Volume{Source: parts[0], Target: parts[1], ReadOnly: len(parts) == 3 && parts[2] == "ro"})
+	return nil
+}
+
+func (l *volumeList) String() string {
+	if l == nil {
+		return ""
+	}
+	var s []string
+	for _, v := range l.volumes {
+		s = append(s, v.Source+":"+v.Target)
+	}
+	return strings.Join(s, ",")
+}
+
+// goferDebugArgs passes runsc's logging flags on to the gofer it starts.
+func goferDebugArgs(c *cli.Context) []string {
+	var args []string
+	if c.Bool("debug") {
+		args = append(args, "--debug")
+	}
+	if l := c.String("debug-log"); l != "" {
+		args = append(args, "--debug-log="+l)
+	}
+	return args
 }

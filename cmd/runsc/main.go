@@ -59,6 +59,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			&cli.BoolFlag{Name: "strace", Usage: "log every app system call with its arguments, result and duration"},
 			&cli.StringFlag{Name: "root", Value: "/var/run/runsc", Usage: "directory for container state"},
 			&cli.IntFlag{Name: "num-vcpus", Usage: "most vCPUs the kvm platform creates (default: the host's CPU count)"},
+			&cli.StringFlag{Name: "overlay", Value: "memory", Usage: "root filesystem overlay: memory (writes stay in the sandbox) or none (writes reach the host)"},
+			&cli.StringFlag{Name: "file-access", Value: "exclusive", Usage: "file caching: exclusive (the sandbox owns its files) or shared (revalidate files others may change)"},
 			&cli.StringFlag{Name: "network", Value: "sandbox", Usage: "networking: sandbox, none or host (no networking is built yet: sockets fail with EAFNOSUPPORT)"},
 		},
 		OnUsageError: onUsage,
@@ -68,6 +70,12 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			}
 			if n := c.Int("num-vcpus"); n < 0 {
 				return usageError("invalid --num-vcpus %d (want a positive count, or 0 for the host's CPU count)", n)
+			}
+			if o := c.String("overlay"); !oneOf(o, boot.ValidOverlays) {
+				return usageError("invalid --overlay %q (valid: %s)", o, strings.Join(boot.ValidOverlays, ", "))
+			}
+			if f := c.String("file-access"); !oneOf(f, boot.ValidFileAccess) {
+				return usageError("invalid --file-access %q (valid: %s)", f, strings.Join(boot.ValidFileAccess, ", "))
 			}
 			if n := c.String("network"); !oneOf(n, validNetworks) {
 				return usageError("invalid --network %q (valid: %s)", n, strings.Join(validNetworks, ", "))
@@ -86,6 +94,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			doCommand(onUsage),
 			platformsCommand(),
 			syscallsCommand(),
+			goferCommand(onUsage),
 		},
 		CommandNotFound: func(c *cli.Context, name string) {
 			fmt.Fprintf(c.App.ErrWriter, "runsc: unknown command %q (see 'runsc help')\n", name)

@@ -54,6 +54,23 @@ func New(root string, opts Options) (*Server, error) {
 	return &Server{rootFD: fd, opts: opts, isRoot: unix.Geteuid() == 0}, nil
 }
 
+// NewFromFD returns a Server for the directory open at fd (O_PATH or
+// otherwise) and takes ownership of fd. It lets a confined gofer serve a
+// root it opened before giving up access to host paths by name. fd must
+// refer to a directory; on error it is closed.
+func NewFromFD(fd int, opts Options) (*Server, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return nil, &errorWithPath{"stat root fd", err}
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		unix.Close(fd)
+		return nil, &errorWithPath{"root fd", unix.ENOTDIR}
+	}
+	return &Server{rootFD: fd, opts: opts, isRoot: unix.Geteuid() == 0}, nil
+}
+
 type errorWithPath struct {
 	op  string
 	err error

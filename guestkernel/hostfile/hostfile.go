@@ -11,7 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/ringfence/ringfence/guestkernel/kernel"
+	"github.com/ringfence/ringfence/guestkernel/vfs"
 	"github.com/ringfence/ringfence/logging"
 )
 
@@ -64,7 +64,7 @@ func (f *File) HostFD() int { return f.fd }
 func (f *File) nonblocking() bool { return f.flags.Load()&unix.O_NONBLOCK != 0 }
 
 // wait blocks until the fd is ready for events, honouring O_NONBLOCK.
-func (f *File) wait(t *kernel.Task, events int16) error {
+func (f *File) wait(t vfs.Context, events int16) error {
 	if f.regular {
 		return nil
 	}
@@ -82,8 +82,8 @@ func (f *File) wait(t *kernel.Task, events int16) error {
 	return t.WaitHostFD(f.fd, events, -1)
 }
 
-// Read implements kernel.File.
-func (f *File) Read(t *kernel.Task, dst [][]byte, offset int64) (int, error) {
+// Read implements vfs.File.
+func (f *File) Read(t vfs.Context, dst [][]byte, offset int64) (int, error) {
 	if offset < 0 {
 		if err := f.wait(t, unix.POLLIN); err != nil {
 			return 0, err
@@ -93,8 +93,8 @@ func (f *File) Read(t *kernel.Task, dst [][]byte, offset int64) (int, error) {
 	return retryEINTR(func() (int, error) { return unix.Preadv(f.fd, dst, offset) })
 }
 
-// Write implements kernel.File.
-func (f *File) Write(t *kernel.Task, src [][]byte, offset int64) (int, error) {
+// Write implements vfs.File.
+func (f *File) Write(t vfs.Context, src [][]byte, offset int64) (int, error) {
 	if offset < 0 {
 		if err := f.wait(t, unix.POLLOUT); err != nil {
 			return 0, err
@@ -116,15 +116,15 @@ func retryEINTR(op func() (int, error)) (int, error) {
 	}
 }
 
-// Stream implements kernel.File.
+// Stream implements vfs.File.
 func (f *File) Stream() bool { return f.stream }
 
-// Seek implements kernel.File.
+// Seek implements vfs.File.
 func (f *File) Seek(offset int64, whence int) (int64, error) {
 	return unix.Seek(f.fd, offset, whence)
 }
 
-// Stat implements kernel.File.
+// Stat implements vfs.File.
 func (f *File) Stat() (unix.Stat_t, error) {
 	var st unix.Stat_t
 	err := unix.Fstat(f.fd, &st)
@@ -144,8 +144,8 @@ const (
 	winsizeLen = 8
 )
 
-// Ioctl implements kernel.File.
-func (f *File) Ioctl(t *kernel.Task, cmd, arg uint64) (uint64, error) {
+// Ioctl implements vfs.File.
+func (f *File) Ioctl(t vfs.Context, cmd, arg uint64) (uint64, error) {
 	switch cmd {
 	case tcgets, tiocgwinsz:
 		if !f.isTTY {
@@ -200,16 +200,16 @@ func hostIoctl(fd int, cmd uint64, p unsafe.Pointer) error {
 	return nil
 }
 
-// StatusFlags implements kernel.File.
+// StatusFlags implements vfs.File.
 func (f *File) StatusFlags() int { return int(f.flags.Load()) }
 
-// SetStatusFlags implements kernel.File.
+// SetStatusFlags implements vfs.File.
 func (f *File) SetStatusFlags(flags int) {
 	old := int(f.flags.Load())
 	f.flags.Store(int32(old&^settableFlags | flags&settableFlags))
 }
 
-// Release implements kernel.File.
+// Release implements vfs.File.
 func (f *File) Release() { unix.Close(f.fd) }
 
-var _ kernel.File = (*File)(nil)
+var _ vfs.File = (*File)(nil)

@@ -2,53 +2,20 @@ package kernel
 
 import (
 	"sync"
-	"sync/atomic"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ringfence/ringfence/guestkernel/vfs"
 )
 
-// File is an open file as system calls see it. Offsets < 0 mean "at the
-// file's own position".
-type File interface {
-	Read(t *Task, dst [][]byte, offset int64) (int, error)
-	Write(t *Task, src [][]byte, offset int64) (int, error)
-	Seek(offset int64, whence int) (int64, error)
-	Stat() (unix.Stat_t, error)
-	Ioctl(t *Task, cmd, arg uint64) (uint64, error)
-	// Stream reports a file without positions (pipe, socket, terminal):
-	// pread, pwrite and lseek fail on it with ESPIPE.
-	Stream() bool
-	// StatusFlags are the open file description's flags (O_ACCMODE,
-	// O_APPEND, O_NONBLOCK, ...).
-	StatusFlags() int
-	// SetStatusFlags changes the settable flags (F_SETFL).
-	SetStatusFlags(flags int)
-	// Release frees the file when its last descriptor closes.
-	Release()
-}
+// File is an open file as system calls see it (the VFS's contract).
+type File = vfs.File
 
 // FileDescription is a reference-counted open file, shared by dup'd fds.
-type FileDescription struct {
-	File
-	refs atomic.Int64
-}
+type FileDescription = vfs.FileDescription
 
 // NewFileDescription wraps f with one reference.
-func NewFileDescription(f File) *FileDescription {
-	d := &FileDescription{File: f}
-	d.refs.Store(1)
-	return d
-}
-
-// IncRef takes a reference.
-func (d *FileDescription) IncRef() { d.refs.Add(1) }
-
-// DecRef drops a reference, releasing the file on the last.
-func (d *FileDescription) DecRef() {
-	if d.refs.Add(-1) == 0 {
-		d.File.Release()
-	}
-}
+func NewFileDescription(f File) *FileDescription { return vfs.NewFileDescription(f) }
 
 type fdEntry struct {
 	d       *FileDescription
@@ -169,4 +136,25 @@ func (ft *FDTable) SetCloexec(fd int32, v bool) error {
 	}
 	ft.entries[fd].cloexec = v
 	return nil
+}
+
+// FDInfo is one open descriptor, as /proc/PID/fd lists it.
+type FDInfo struct {
+	FD      int32
+	File    *FileDescription // with a reference the caller must DecRef
+	Cloexec bool
+}
+
+// Snapshot lists the open descriptors in increasing order.
+func (ft *FDTable) Snapshot() []FDInfo {
+	ft.mu.Lock()
+	defer ft.mu.Unlock()
+	var out []FDInfo
+	for i, e := range ft.entries {
+		if e.d != nil {
+			e.d.IncRef()
+			out = append(out, FDInfo{FD: int32(i), File: e.d, Cloexec: e.cloexec})
+		}
+	}
+	return out
 }

@@ -7,10 +7,10 @@
 package kernel
 
 import (
-	"debug/elf"
 	"fmt"
-	"os"
+	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -18,6 +18,7 @@ import (
 	"github.com/ringfence/ringfence/guestkernel/memfile"
 	"github.com/ringfence/ringfence/guestkernel/mm"
 	"github.com/ringfence/ringfence/guestkernel/platform"
+	"github.com/ringfence/ringfence/guestkernel/vfs"
 )
 
 // Dispatcher serves system calls. It returns the value for the app's rax.
@@ -39,6 +40,9 @@ type Config struct {
 	Dispatcher Dispatcher
 	Hostname   string
 	Creds      Creds
+	// VFS and the root of the sandbox's mount namespace.
+	VFS  *vfs.VFS
+	Root vfs.VirtualDentry
 	// Host facts the auxiliary vector passes on.
 	HWCap, HWCap2, MinSigStkSz uint64
 }
@@ -72,14 +76,27 @@ type Kernel struct {
 	cpuOnce sync.Once
 	cpuMask []byte
 
+	futexes futexTable
+
+	bootTime time.Time
+	bootID   string
+
 	mu      sync.Mutex
 	nextTID int32
 	init    *ThreadGroup
 }
 
+// mountNS is the sandbox's mount namespace (one until unshare exists).
+func (k *Kernel) mountNS() *vfs.MountNamespace {
+	if k.Root.Mount == nil {
+		return nil
+	}
+	return k.Root.Mount.Namespace()
+}
+
 // New makes a kernel.
 func New(c Config) *Kernel {
-	k := &Kernel{Config: c, limits: HostLimits(), nextTID: 1}
+	k := &Kernel{Config: c, limits: HostLimits(), nextTID: 1, bootTime: time.Now(), bootID: newBootID()}
 	// Read the affinity now, before task threads pin themselves to CPUs.
 	k.CPUMask()
 	return k
@@ -87,16 +104,16 @@ func New(c Config) *Kernel {
 
 // ProcessArgs describe the sandbox's first process.
 type ProcessArgs struct {
-	File   *os.File  // the executable, opened by the caller
-	ELF    *elf.File // File as loader.CheckELF parsed it, or nil
-	Name   string    // for messages
-	ExecFn string
+	Path   string // the executable, as a path in the sandbox
+	ExecFn string // AT_EXECFN: the path as the user gave it
 	Argv   []string
 	Envv   []string
+	Cwd    string // working directory in the sandbox; "" is /
 	Stdio  []File // installed as fds 0, 1, 2, ...
 }
 
 // CreateProcess loads the first process. It is not started until Start.
+// Failures to load are *loader.Error, with the errno execve would give.
 func (k *Kernel) CreateProcess(a ProcessArgs) (*ThreadGroup, error) {
 	as, err := k.Platform.NewAddressSpace()
 	if err != nil {
@@ -105,25 +122,50 @@ func (k *Kernel) CreateProcess(a ProcessArgs) (*ThreadGroup, error) {
 	min, max := k.Platform.MinUserAddress(), k.Platform.MaxUserAddress()
 	m := mm.New(k.MemFile, as, min, max)
 	m.SetCommitLimit(commitLimit())
-	stack := k.limits.Get(unix.RLIMIT_STACK).Cur
-	img, err := loader.Load(m, loader.Args{
-		ELF: a.ELF, File: a.File, Name: a.Name, Argv: a.Argv, Envv: a.Envv, ExecFn: a.ExecFn,
-		Creds: loader.Creds{UID: k.Creds.UID, EUID: k.Creds.EUID, GID: k.Creds.GID, EGID: k.Creds.EGID},
-		HWCap: k.HWCap, HWCap2: k.HWCap2, MinSigStkSz: k.MinSigStkSz,
-		StackSize: stack,
-	})
-	if err != nil {
-		m.Release()
-		return nil, err
-	}
 	tg := &ThreadGroup{k: k, limits: k.limits.Copy(), done: make(chan struct{})}
 	t, err := k.newTask(tg, m)
 	if err != nil {
 		m.Release()
 		return nil, err
 	}
+	fail := func(err error) (*ThreadGroup, error) {
+		m.Release()
+		unix.Close(t.interruptFD)
+		return nil, err
+	}
+	if a.Cwd != "" {
+		root := t.fs.Root()
+		vd, err := k.VFS.Resolve(t, &vfs.Walk{Root: root, Start: root, Path: a.Cwd, FollowFinal: true})
+		if err == nil {
+			err = k.VFS.CheckChdir(t, vd)
+		}
+		if err != nil {
+			return fail(&loader.Error{Errno: unix.ENOENT, Msg: fmt.Sprintf("working directory %s: %v", a.Cwd, err)})
+		}
+		t.fs.SetCwd(vd)
+	}
+	opener := execOpener{t}
+	path, argv, exe, err := loader.ResolveScript(opener, a.Path, a.Argv)
+	if err != nil {
+		return fail(err)
+	}
+	defer exe.Close()
+	if e, ok := exe.(*executable); ok {
+		tg.exe = e.VirtualDentry()
+	}
+	img, err := loader.Load(m, loader.Args{
+		File: exe, Name: path, Argv: argv, Envv: a.Envv, ExecFn: a.ExecFn, Opener: opener,
+		Creds: loader.Creds{UID: k.Creds.UID, EUID: k.Creds.EUID, GID: k.Creds.GID, EGID: k.Creds.EGID},
+		HWCap: k.HWCap, HWCap2: k.HWCap2, MinSigStkSz: k.MinSigStkSz,
+		StackSize: k.limits.Get(unix.RLIMIT_STACK).Cur,
+	})
+	if err != nil {
+		return fail(err)
+	}
 	tg.leader = t
 	tg.pid = t.tid
+	tg.name = comm(path)
+	tg.argv, tg.envv = argv, a.Envv
 	for i, f := range a.Stdio {
 		d := NewFileDescription(f)
 		t.fdt.InstallAt(int32(i), d, false)
@@ -139,6 +181,18 @@ func (k *Kernel) CreateProcess(a ProcessArgs) (*ThreadGroup, error) {
 	return tg, nil
 }
 
+// comm is the process name Linux derives from a path: its last element,
+// at most 15 bytes.
+func comm(path string) string {
+	if i := strings.LastIndexByte(path, '/'); i >= 0 {
+		path = path[i+1:]
+	}
+	if len(path) > 15 {
+		path = path[:15]
+	}
+	return path
+}
+
 func (k *Kernel) newTask(tg *ThreadGroup, m *mm.MM) (*Task, error) {
 	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	if err != nil {
@@ -149,10 +203,12 @@ func (k *Kernel) newTask(tg *ThreadGroup, m *mm.MM) (*Task, error) {
 	k.nextTID++
 	k.mu.Unlock()
 	creds := k.Creds
-	return &Task{
+	t := &Task{
 		k: k, tg: tg, tid: tid, mm: m, fdt: NewFDTable(), fpu: platform.NewFPState(),
-		creds: &creds, interruptFD: efd,
-	}, nil
+		creds: &creds, interruptFD: efd, fs: vfs.NewFSContext(k.Root, k.Root),
+	}
+	t.updateFSCreds()
+	return t, nil
 }
 
 // Start runs tg's tasks.

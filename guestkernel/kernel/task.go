@@ -12,6 +12,7 @@ import (
 	"github.com/ringfence/ringfence/guestkernel/loader"
 	"github.com/ringfence/ringfence/guestkernel/mm"
 	"github.com/ringfence/ringfence/guestkernel/platform"
+	"github.com/ringfence/ringfence/guestkernel/vfs"
 	"github.com/ringfence/ringfence/logging"
 )
 
@@ -21,6 +22,12 @@ type ThreadGroup struct {
 	pid    int32
 	leader *Task
 	limits *Limits
+
+	// Set at creation (exec will change them under mu).
+	oomScoreAdj atomic.Int32
+	exe         vfs.VirtualDentry
+	name        string
+	argv, envv  []string
 
 	// exiting is read on every turn of the run loop; it is only ever set
 	// (under mu, with status) and never cleared.
@@ -37,6 +44,31 @@ type ThreadGroup struct {
 
 // PID is the process id inside the sandbox.
 func (tg *ThreadGroup) PID() int32 { return tg.pid }
+
+// Exe is the file the process runs (/proc/PID/exe).
+func (tg *ThreadGroup) Exe() vfs.VirtualDentry { return tg.exe }
+
+// Name is the process name (comm).
+func (tg *ThreadGroup) Name() string {
+	tg.mu.Lock()
+	defer tg.mu.Unlock()
+	return tg.name
+}
+
+// SetName changes comm (prctl PR_SET_NAME, /proc/PID/comm).
+func (tg *ThreadGroup) SetName(n string) {
+	if len(n) > 15 {
+		n = n[:15]
+	}
+	tg.mu.Lock()
+	tg.name = n
+	tg.mu.Unlock()
+}
+
+// Argv and Envv are the arguments and environment the process started
+// with (/proc/PID/cmdline, environ).
+func (tg *ThreadGroup) Argv() []string { return tg.argv }
+func (tg *ThreadGroup) Envv() []string { return tg.envv }
 
 // Limits returns the process's resource limits.
 func (tg *ThreadGroup) Limits() *Limits { return tg.limits }
@@ -64,7 +96,10 @@ type Task struct {
 	tid   int32
 	mm    *mm.MM
 	fdt   *FDTable
+	fs    *vfs.FSContext
 	creds *Creds
+	// fsCreds is creds as the VFS checks them, kept in step with creds.
+	fsCreds vfs.Credentials
 
 	regs platform.Registers
 	fpu  *platform.FPState
@@ -110,6 +145,64 @@ func (t *Task) FDTable() *FDTable { return t.fdt }
 
 // Creds returns the task's credentials.
 func (t *Task) Creds() *Creds { return t.creds }
+
+// FSContext is the task's root, working directory and umask.
+func (t *Task) FSContext() *vfs.FSContext { return t.fs }
+
+// FSCredentials implements vfs.Context: the effective ids and, for root,
+// every capability.
+func (t *Task) FSCredentials() *vfs.Credentials { return &t.fsCreds }
+
+func (t *Task) updateFSCreds() {
+	c := t.creds
+	t.fsCreds = vfs.Credentials{UID: c.EUID, GID: c.EGID, Groups: c.Groups}
+	if c.EUID == 0 {
+		t.fsCreds.Caps = vfs.AllCaps
+	}
+}
+
+// Block implements vfs.Blocker: wait for ch to close, interruptibly.
+func (t *Task) Block(ch <-chan struct{}, timeout time.Duration) error {
+	select {
+	case <-ch:
+		return nil
+	default:
+	}
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		select {
+		case <-ch:
+			var one = [8]byte{1}
+			unix.Write(t.interruptFD, one[:])
+		case <-stop:
+		}
+	}()
+	var deadline time.Time
+	if timeout >= 0 {
+		deadline = time.Now().Add(timeout)
+	}
+	for {
+		select {
+		case <-ch:
+			return nil
+		default:
+		}
+		if t.interrupted() {
+			return ErrInterrupted
+		}
+		ms := -1
+		if timeout >= 0 {
+			left := time.Until(deadline)
+			if left <= 0 {
+				return unix.ETIMEDOUT
+			}
+			ms = int(left/time.Millisecond) + 1
+		}
+		fds := []unix.PollFd{{Fd: int32(t.interruptFD), Events: unix.POLLIN}}
+		unix.Poll(fds, ms)
+	}
+}
 
 // Regs are the task's registers; system call handlers may change them.
 func (t *Task) Regs() *platform.Registers { return &t.regs }
@@ -181,11 +274,11 @@ func (t *Task) loop() ExitStatus {
 		case platform.EventFault:
 			if err := t.mm.HandleFault(ev.FaultAddr, ev.FaultAccess); err != nil {
 				var fe *mm.FaultError
-				code := int32(mm.SegvMapErr)
+				signo, code := int32(unix.SIGSEGV), int32(mm.SegvMapErr)
 				if errors.As(err, &fe) {
-					code = fe.Code
+					signo, code = fe.Signo, fe.Code
 				}
-				t.forceSignal(SigInfo{Signo: int32(unix.SIGSEGV), Code: code, Addr: ev.FaultAddr})
+				t.forceSignal(SigInfo{Signo: signo, Code: code, Addr: ev.FaultAddr})
 			}
 		case platform.EventSignal:
 			t.forceSignal(SigInfo{Signo: ev.Signal.Signo, Code: ev.Signal.Code, Addr: ev.Signal.Addr})

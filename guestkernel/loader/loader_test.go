@@ -27,7 +27,7 @@ func TestCheckELFRejectsWithClearErrors(t *testing.T) {
 		data       []byte
 	}{
 		{"text", "not an ELF executable", []byte("hello world, this is not a program at all")},
-		{"script", "is a script", []byte("#!/bin/sh\necho hi\n")},
+		{"script", "it is a #! script", []byte("#!/bin/sh\necho hi\n")},
 		{"empty", "not an ELF executable", nil},
 		{"32-bit", "32-bit ELF", elfHeader(1, 3)},
 		{"aarch64", "only x86-64 programs run here", elfHeader(2, 183)},
@@ -45,15 +45,14 @@ func TestCheckELFRejectsWithClearErrors(t *testing.T) {
 	}
 }
 
-func TestCheckELFNamesTheInterpreter(t *testing.T) {
+func TestCheckELFAcceptsDynamic(t *testing.T) {
 	f, err := os.Open("/bin/ls") // dynamically linked on every Debian
 	if err != nil {
 		t.Skipf("no /bin/ls to check: %v", err)
 	}
 	defer f.Close()
-	_, err = CheckELF(f, "/bin/ls")
-	if err == nil || !strings.Contains(err.Error(), "dynamically linked (interpreter /lib64/ld-linux-x86-64.so.2)") {
-		t.Fatalf("CheckELF(/bin/ls) = %v, want the dynamic-linking error naming ld-linux", err)
+	if _, err := CheckELF(f, "/bin/ls"); err != nil {
+		t.Fatalf("CheckELF(/bin/ls) = %v; dynamic programs are Load's to handle", err)
 	}
 }
 

@@ -8,8 +8,10 @@ import (
 
 // span calls fn with the Sentry's view of each piece of [addr, addr+n),
 // checking the VMAs permit need (unless force), and stops at the first
-// hole. It returns how many bytes it covered, and EFAULT if fewer than n.
-func (m *MM) span(addr uint64, n int, need platform.AccessType, force bool, fn func(b []byte)) (int, error) {
+// hole. write says fn writes the pieces (private file pages are copied
+// first, shared ones translated for write). It returns how many bytes it
+// covered, and EFAULT if fewer than n.
+func (m *MM) span(addr uint64, n int, need platform.AccessType, write, force bool, fn func(b []byte)) (int, error) {
 	done := 0
 	for done < n {
 		cur := addr + uint64(done)
@@ -24,12 +26,23 @@ func (m *MM) span(addr uint64, n int, need platform.AccessType, force bool, fn f
 		if !force && !v.Perms.SupersetOf(need) {
 			return done, unix.EFAULT
 		}
-		if err := m.ensureBacking(v); err != nil {
-			return done, unix.EFAULT
-		}
 		chunk := v.End - cur
 		if rest := uint64(n - done); chunk > rest {
 			chunk = rest
+		}
+		if v.mappable != nil {
+			// A file page past the end of the file is EFAULT to a
+			// syscall, where the app itself would get SIGBUS.
+			b, err := m.fileSlice(v, cur, chunk, write)
+			if err != nil {
+				return done, unix.EFAULT
+			}
+			fn(b)
+			done += len(b)
+			continue
+		}
+		if err := m.ensureBacking(v); err != nil {
+			return done, unix.EFAULT
 		}
 		fn(m.mf.Slice(uint64(v.backing)+(cur-v.Start), chunk))
 		done += int(chunk)
@@ -42,7 +55,7 @@ func (m *MM) CopyIn(addr uint64, dst []byte) (int, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	off := 0
-	return m.span(addr, len(dst), platform.Read, false, func(b []byte) {
+	return m.span(addr, len(dst), platform.Read, false, false, func(b []byte) {
 		off += copy(dst[off:], b)
 	})
 }
@@ -52,7 +65,7 @@ func (m *MM) CopyOut(addr uint64, src []byte) (int, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	off := 0
-	return m.span(addr, len(src), platform.AccessType{Write: true}, false, func(b []byte) {
+	return m.span(addr, len(src), platform.AccessType{Write: true}, true, false, func(b []byte) {
 		off += copy(b, src[off:])
 	})
 }
@@ -63,7 +76,7 @@ func (m *MM) WriteForce(addr uint64, src []byte) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	off := 0
-	_, err := m.span(addr, len(src), platform.NoAccess, true, func(b []byte) {
+	_, err := m.span(addr, len(src), platform.NoAccess, true, true, func(b []byte) {
 		off += copy(b, src[off:])
 	})
 	return err
@@ -71,12 +84,13 @@ func (m *MM) WriteForce(addr uint64, src []byte) error {
 
 // ForceSlices returns the Sentry's views of [addr, addr+n) ignoring
 // permissions, so the ELF loader can read a file straight into app memory
-// (including read-only segments) without a bounce buffer.
+// (including read-only segments) without a bounce buffer. The views are
+// for writing: pages of private file mappings are copied first.
 func (m *MM) ForceSlices(addr uint64, n int) ([][]byte, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var out [][]byte
-	_, err := m.span(addr, n, platform.NoAccess, true, func(b []byte) {
+	_, err := m.span(addr, n, platform.NoAccess, true, true, func(b []byte) {
 		out = append(out, b)
 	})
 	return out, err
@@ -94,7 +108,7 @@ func (m *MM) CopyInString(addr uint64, max int) (string, error) {
 		cur := addr + uint64(len(out))
 		chunk := int(PageSize - cur%PageSize)
 		found := false
-		_, err := m.span(cur, chunk, platform.Read, false, func(b []byte) {
+		_, err := m.span(cur, chunk, platform.Read, false, false, func(b []byte) {
 			for i, c := range b {
 				if c == 0 {
 					out = append(out, b[:i]...)
@@ -127,7 +141,7 @@ func (m *MM) IOVecs(addr uint64, n int, forWrite bool, dst [][]byte) ([][]byte, 
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	done, err := m.span(addr, n, need, false, func(b []byte) {
+	done, err := m.span(addr, n, need, forWrite, false, func(b []byte) {
 		dst = append(dst, b)
 	})
 	if err != nil && done > 0 {

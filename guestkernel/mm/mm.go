@@ -8,12 +8,23 @@
 // arithmetic. On the first fault in a VMA the whole VMA is installed in the
 // platform address space: the file is sparse, so this commits no memory,
 // and later touches of the VMA cost the app no exits at all.
+//
+// A VMA may instead map a Mappable (file data); see file.go for how those
+// fault, copy on write, and are invalidated.
+//
+// Lock order: MM.mu, then a Mappable's own locks, then MM.asMu (a leaf).
+// MM calls Translate, AddMapping, RemoveMapping, IncRef and DecRef with mu
+// held; a Mappable calls Invalidate with its own locks held, and
+// Invalidate takes only asMu. Every platform address space change happens
+// under asMu, so the platform sees them serialised.
 package mm
 
 import (
 	"fmt"
 	"sort"
 	"sync"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/ringfence/ringfence/guestkernel/memfile"
 	"github.com/ringfence/ringfence/guestkernel/platform"
@@ -22,22 +33,36 @@ import (
 // PageSize is the app page size.
 const PageSize = memfile.PageSize
 
-// SEGV codes a fault resolves to.
+// SIGSEGV and SIGBUS codes a fault resolves to.
 const (
 	SegvMapErr = 1
 	SegvAccErr = 2
+	BusAdrErr  = 2
 )
 
 // FaultError is a fault the memory manager cannot resolve: the app gets
-// SIGSEGV with Code.
+// signal Signo (SIGSEGV, or SIGBUS for a file page past the end of the
+// file) with Code.
 type FaultError struct {
-	Addr uint64
-	Code int32
+	Addr  uint64
+	Signo int32
+	Code  int32
+}
+
+func segv(addr uint64, code int32) *FaultError {
+	return &FaultError{Addr: addr, Signo: int32(unix.SIGSEGV), Code: code}
+}
+
+func sigbus(addr uint64) *FaultError {
+	return &FaultError{Addr: addr, Signo: int32(unix.SIGBUS), Code: BusAdrErr}
 }
 
 func (e *FaultError) Error() string {
 	what := "unmapped address"
-	if e.Code == SegvAccErr {
+	switch {
+	case e.Signo == int32(unix.SIGBUS):
+		what = "no file data (SIGBUS)"
+	case e.Code == SegvAccErr:
 		what = "access not permitted"
 	}
 	return fmt.Sprintf("fault at %#x: %s", e.Addr, what)
@@ -48,17 +73,39 @@ type VMA struct {
 	Start, End uint64
 	Perms      platform.AccessType
 	Shared     bool
-	Name       string // "[heap]", "[stack]", or empty
+	Name       string // "[heap]", "[stack]", a mapped file's path, or empty
 
-	backing int64 // memory-file offset of Start, -1 if none yet
-	mapped  bool  // installed in the platform address space
+	// Offset, Dev and Ino identify a file mapping for /proc/PID/maps:
+	// Offset is the file offset mapped at Start. All zero for anonymous
+	// memory.
+	Offset   uint64
+	Dev, Ino uint64
+
+	maxPerms platform.AccessType // what the open file allows
+	mappable Mappable            // file data; nil for anonymous memory
+
+	// backing is the memory-file offset of Start, -1 if none yet. An
+	// anonymous VMA's pages all live there; a private file VMA keeps its
+	// copied-on-write pages there (reserved on the first copy; the file is
+	// sparse), and priv says which pages those are.
+	backing int64
+	priv    bitset
+	mapped  bool // anonymous: installed in the platform address space
 }
 
 func (v *VMA) size() uint64 { return v.End - v.Start }
 
-// sameKind reports whether a and b differ only in range.
+// sameKind reports whether a and b differ only in range (and, for file
+// VMAs, offset: the caller checks offsets are contiguous).
 func sameKind(a, b *VMA) bool {
-	return a.Perms == b.Perms && a.Shared == b.Shared && a.Name == b.Name
+	return a.Perms == b.Perms && a.Shared == b.Shared && a.Name == b.Name &&
+		a.mappable == b.mappable && a.maxPerms == b.maxPerms && a.Dev == b.Dev && a.Ino == b.Ino
+}
+
+// follows reports whether b's file range continues a's (always true for
+// anonymous memory).
+func follows(a, b *VMA) bool {
+	return a.mappable == nil || a.Offset+a.size() == b.Offset
 }
 
 // MM is one address space.
@@ -70,6 +117,21 @@ type MM struct {
 	max uint64
 
 	vmas []*VMA // sorted, non-overlapping
+
+	// asMu serialises platform address space changes and guards inst; it
+	// is the only lock Invalidate takes.
+	asMu sync.Mutex
+	// inst records what of file VMAs is in the platform address space and
+	// with which permissions (anonymous VMAs use VMA.mapped instead).
+	inst instSet
+	// [pendLo, pendHi) is the window a fault is translating (faults are
+	// serialised by mu); Invalidate of any of it sets pendStale, and the
+	// fault translates again rather than install what may be stale.
+	// Unrelated invalidations (a page cache evicting elsewhere to make
+	// room) do not disturb it. Guarded by asMu.
+	pendLo, pendHi uint64
+	pendStale      bool
+	released       bool // guarded by asMu
 
 	// commitLimit is the largest single accountable request (Linux's
 	// overcommit heuristic: RAM plus swap); 0 means no limit.
@@ -91,9 +153,15 @@ func (m *MM) Release() {
 	defer m.mu.Unlock()
 	for _, v := range m.vmas {
 		m.freeBacking(v)
+		m.detach(v)
 	}
 	m.vmas = nil
+	// A late Invalidate must not touch the released address space.
+	m.asMu.Lock()
+	m.released = true
+	m.inst = nil
 	m.as.Release()
+	m.asMu.Unlock()
 }
 
 // AddressSpace returns the platform address space.
@@ -129,7 +197,8 @@ func (m *MM) SetBrkStart(addr uint64) {
 	m.mu.Unlock()
 }
 
-// VMAs returns a copy of the VMA list (for tests and /proc later).
+// VMAs returns a copy of the VMA list (for tests and /proc/PID/maps; see
+// VMA.MapsLine).
 func (m *MM) VMAs() []VMA {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -173,8 +242,22 @@ func (m *MM) splitAt(addr uint64) {
 	if v.backing >= 0 {
 		tail.backing = v.backing + int64(addr-v.Start)
 	}
+	if v.mappable == nil {
+		v.End = addr
+		m.insertAt(i+1, &tail)
+		return
+	}
+	old := recordOf(v)
+	head := (addr - v.Start) / PageSize
+	tail.Offset = v.Offset + (addr - v.Start)
+	tail.priv = v.priv.slice(head, v.size()/PageSize)
+	v.priv = v.priv.slice(0, head)
 	v.End = addr
 	m.insertAt(i+1, &tail)
+	v.mappable.IncRef()
+	m.addRecord(v)
+	m.addRecord(&tail)
+	m.removeRecord(v.mappable, old)
 }
 
 // isolate splits VMAs so [start, end) has boundaries at both ends and
@@ -206,7 +289,7 @@ func (m *MM) insert(v *VMA) int {
 // contiguous and whose install state matches.
 func (m *MM) mergeAround(i int) {
 	tryMerge := func(a, b *VMA) bool {
-		if a.End != b.Start || !sameKind(a, b) || a.mapped != b.mapped {
+		if a.End != b.Start || !sameKind(a, b) || a.mapped != b.mapped || !follows(a, b) {
 			return false
 		}
 		switch {
@@ -215,7 +298,17 @@ func (m *MM) mergeAround(i int) {
 		default:
 			return false
 		}
+		if a.mappable == nil {
+			a.End = b.End
+			return true
+		}
+		oldA, oldB := recordOf(a), recordOf(b)
+		a.priv = a.priv.orAt(a.size()/PageSize, b.priv)
 		a.End = b.End
+		m.addRecord(a)
+		m.removeRecord(a.mappable, oldA)
+		m.removeRecord(a.mappable, oldB)
+		a.mappable.DecRef() // b's reference
 		return true
 	}
 	if i+1 < len(m.vmas) && tryMerge(m.vmas[i], m.vmas[i+1]) {
@@ -283,18 +376,37 @@ func (m *MM) findGap(length uint64) (uint64, bool) {
 	return 0, false
 }
 
-// removeRange unmaps [start, end): frees backing, drops VMAs, and removes
-// the range from the platform address space.
+// removeRange unmaps [start, end): removes the range from the platform
+// address space, frees backing, and drops VMAs.
 func (m *MM) removeRange(start, end uint64) {
 	i, j := m.isolate(start, end)
 	if i == j {
 		return
 	}
+	// Out of the platform first, so no app thread touches freed pages.
+	m.asUnmap(start, end)
 	for _, v := range m.vmas[i:j] {
 		m.freeBacking(v)
+		m.detach(v)
 	}
 	m.vmas = append(m.vmas[:i], m.vmas[j:]...)
+}
+
+// asUnmap removes [start, end) from the platform address space, forgetting
+// any file pages installed there.
+func (m *MM) asUnmap(start, end uint64) {
+	m.asMu.Lock()
 	m.as.Unmap(start, end-start)
+	m.inst.remove(start, end)
+	m.asMu.Unlock()
+}
+
+// asMap installs a memory-file range in the platform address space.
+func (m *MM) asMap(addr uint64, off int64, length uint64, at platform.AccessType) error {
+	m.asMu.Lock()
+	err := m.as.MapFile(addr, off, length, at)
+	m.asMu.Unlock()
+	return err
 }
 
 func (m *MM) freeBacking(v *VMA) {
@@ -302,6 +414,7 @@ func (m *MM) freeBacking(v *VMA) {
 		m.mf.Free(uint64(v.backing), v.size())
 		v.backing = -1
 	}
+	v.priv = nil
 }
 
 // ensureBacking gives v memory-file offsets.
@@ -322,7 +435,7 @@ func (m *MM) install(v *VMA) error {
 	if err := m.ensureBacking(v); err != nil {
 		return err
 	}
-	if err := m.as.MapFile(v.Start, v.backing, v.size(), v.Perms); err != nil {
+	if err := m.asMap(v.Start, v.backing, v.size(), v.Perms); err != nil {
 		return err
 	}
 	v.mapped = true

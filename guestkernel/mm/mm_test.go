@@ -11,18 +11,49 @@ import (
 	"github.com/ringfence/ringfence/guestkernel/platform"
 )
 
-// fakeAS records what the memory manager installs.
+// fakeAS records what the memory manager installs, page by page. The
+// memory manager serialises calls (asMu), so it needs no lock of its own.
 type fakeAS struct {
 	maps, unmaps int
 	released     bool
+	pages        map[uint64]fakePTE
+	unmapped     [][2]uint64 // [addr, length) of each Unmap
+}
+
+// fakePTE is one installed page.
+type fakePTE struct {
+	off   uint64
+	perms platform.AccessType
 }
 
 func (f *fakeAS) MapFile(addr uint64, off int64, length uint64, at platform.AccessType) error {
 	f.maps++
+	if f.pages == nil {
+		f.pages = map[uint64]fakePTE{}
+	}
+	for i := uint64(0); i < length; i += PageSize {
+		f.pages[addr+i] = fakePTE{uint64(off) + i, at}
+	}
 	return nil
 }
-func (f *fakeAS) Unmap(addr, length uint64) { f.unmaps++ }
-func (f *fakeAS) Release()                  { f.released = true }
+
+func (f *fakeAS) Unmap(addr, length uint64) {
+	f.unmaps++
+	f.unmapped = append(f.unmapped, [2]uint64{addr, length})
+	if length > 1<<30 { // the whole address space: don't walk it
+		for a := range f.pages {
+			if a >= addr && a-addr < length {
+				delete(f.pages, a)
+			}
+		}
+		return
+	}
+	for i := uint64(0); i < length; i += PageSize {
+		delete(f.pages, addr+i)
+	}
+}
+
+func (f *fakeAS) Release() { f.released = true }
 
 const (
 	lo = 0x10000

@@ -24,9 +24,8 @@ func init() {
 	full(unix.SYS_DUP, sysDup, aFD)
 	full(unix.SYS_DUP2, sysDup2, aFD, aFD)
 	full(unix.SYS_DUP3, sysDup3, aFD, aFD, aHex)
-	partial(unix.SYS_FCNTL, "F_DUPFD, F_DUPFD_CLOEXEC, F_GETFD, F_SETFD, F_GETFL, F_SETFL; locks and leases come with the files issue", sysFcntl, aFD, aInt, aHex)
+	partial(unix.SYS_FCNTL, "leases (F_SETLEASE/F_GETLEASE), F_NOTIFY and F_SETOWN/F_GETOWN signals are EINVAL", sysFcntl, aFD, aInt, aHex)
 	full(unix.SYS_FSTAT, sysFstat, aFD, aHex)
-	partial(unix.SYS_NEWFSTATAT, "AT_EMPTY_PATH on an open fd; the sandbox has no filesystem yet, so paths give ENOENT", sysNewfstatat, aFD, aPath, aHex, aHex)
 	partial(unix.SYS_IOCTL, "FIOCLEX, FIONCLEX, FIONBIO, FIONREAD, and TCGETS/TCSETS*/TIOCGWINSZ/TIOCSWINSZ on a host terminal", sysIoctl, aFD, aHex, aHex)
 }
 
@@ -215,6 +214,10 @@ func sysLseek(t *kernel.Task, a *[6]uint64) (uint64, error) {
 }
 
 func sysClose(t *kernel.Task, a *[6]uint64) (uint64, error) {
+	if d, ok := t.FDTable().Get(int32(a[0])); ok {
+		releasePOSIXLocks(t, d)
+		d.DecRef()
+	}
 	return 0, t.FDTable().Remove(int32(a[0]))
 }
 
@@ -317,15 +320,26 @@ func sysFcntl(t *kernel.Task, a *[6]uint64) (uint64, error) {
 	case unix.F_GETFL:
 		return uint64(d.StatusFlags()), nil
 	case unix.F_SETFL:
-		d.SetStatusFlags(int(arg))
+		if d.StatusFlags()&unix.O_PATH != 0 {
+			return 0, unix.EBADF
+		}
+		const settable = unix.O_APPEND | unix.O_NONBLOCK | unix.O_ASYNC | unix.O_DIRECT | unix.O_NOATIME
+		d.SetStatusFlags(d.StatusFlags()&^settable | int(arg)&settable)
 		return 0, nil
+	case unix.F_GETLK, unix.F_SETLK, unix.F_SETLKW, unix.F_OFD_GETLK, unix.F_OFD_SETLK, unix.F_OFD_SETLKW:
+		return fcntlLock(t, d, cmd, arg)
+	case unix.F_ADD_SEALS, unix.F_GET_SEALS:
+		return fcntlSeals(t, d, cmd, arg)
 	}
 	logging.WarnOnce("fcntl-"+strconv.Itoa(cmd), "fcntl command %d is not supported yet; returning EINVAL", cmd)
 	return 0, unix.EINVAL
 }
 
-func statBytes(st *unix.Stat_t) []byte {
-	return unsafe.Slice((*byte)(unsafe.Pointer(st)), unsafe.Sizeof(*st))
+func statBytes(st *unix.Stat_t) []byte { return unsafeBytes(st) }
+
+// unsafeBytes views a plain struct as the bytes the app sees.
+func unsafeBytes[T any](v *T) []byte {
+	return unsafe.Slice((*byte)(unsafe.Pointer(v)), unsafe.Sizeof(*v))
 }
 
 func doFstat(t *kernel.Task, fd, addr uint64) (uint64, error) {
@@ -346,28 +360,6 @@ func doFstat(t *kernel.Task, fd, addr uint64) (uint64, error) {
 
 func sysFstat(t *kernel.Task, a *[6]uint64) (uint64, error) {
 	return doFstat(t, a[0], a[1])
-}
-
-func sysNewfstatat(t *kernel.Task, a *[6]uint64) (uint64, error) {
-	dirfd, pathAddr, buf, flags := a[0], a[1], a[2], a[3]
-	if flags&^(unix.AT_SYMLINK_NOFOLLOW|unix.AT_EMPTY_PATH|unix.AT_NO_AUTOMOUNT) != 0 {
-		return 0, unix.EINVAL
-	}
-	path, err := t.MM().CopyInString(pathAddr, unix.PathMax)
-	if err != nil {
-		return 0, err
-	}
-	if path == "" {
-		if flags&unix.AT_EMPTY_PATH == 0 {
-			return 0, unix.ENOENT
-		}
-		if int32(dirfd) == unix.AT_FDCWD {
-			return 0, unix.ENOENT // no filesystem: no cwd to stat
-		}
-		return doFstat(t, dirfd, buf)
-	}
-	// The sandbox has no filesystem until the files issue lands.
-	return 0, unix.ENOENT
 }
 
 // Descriptor-level ioctls every file accepts.

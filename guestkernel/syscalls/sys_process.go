@@ -150,8 +150,8 @@ const utsLen = 65
 // Kernel identity the sandbox reports.
 const (
 	utsSysname = "Linux"
-	utsRelease = "6.12.0"
-	utsVersion = "#1 SMP Ringfence"
+	utsRelease = kernel.Release
+	utsVersion = kernel.Version
 	utsMachine = "x86_64"
 	utsDomain  = "(none)"
 )
