@@ -21,6 +21,7 @@ import (
 	"github.com/ringfence/ringfence/guestkernel/fs/tmpfs"
 	"github.com/ringfence/ringfence/guestkernel/memfile"
 	"github.com/ringfence/ringfence/guestkernel/mm"
+	"github.com/ringfence/ringfence/guestkernel/pipe"
 	"github.com/ringfence/ringfence/guestkernel/vfs"
 	"github.com/ringfence/ringfence/logging"
 )
@@ -117,6 +118,8 @@ func buildFS(mf *memfile.File, o fsOptions) (*sandboxFS, error) {
 	ctx := &rootContext{creds: vfs.Credentials{Caps: vfs.AllCaps}}
 	v := s.vfs
 	devices.Register(v)
+	fifos := &pipe.FIFOs{}
+	v.SetFIFOOpener(fifos.Open)
 	v.RegisterFilesystemType("tmpfs", func(ctx vfs.Context, source string, flags uint64, data string) (vfs.Filesystem, error) {
 		return newTmpfs(mf, data)
 	})

@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ringfence/ringfence/guestkernel/fs/tmpfs"
 	"github.com/ringfence/ringfence/guestkernel/loader"
 	"github.com/ringfence/ringfence/guestkernel/memfile"
 	"github.com/ringfence/ringfence/guestkernel/mm"
@@ -77,6 +78,9 @@ type Kernel struct {
 	cpuMask []byte
 
 	futexes futexTable
+
+	memfdOnce  sync.Once
+	memfdMount *vfs.Mount
 
 	bootTime time.Time
 	bootID   string
@@ -266,4 +270,12 @@ func commitLimit() uint64 {
 		return 0
 	}
 	return (si.Totalram + si.Totalswap) * uint64(si.Unit)
+}
+
+// MemfdMount is the detached tmpfs mount memfds live on.
+func (k *Kernel) MemfdMount() *vfs.Mount {
+	k.memfdOnce.Do(func() {
+		k.memfdMount = k.VFS.NewDetachedMount(k.VFS.NewSuperblock(tmpfs.MemfdFS(k.MemFile)), "tmpfs")
+	})
+	return k.memfdMount
 }

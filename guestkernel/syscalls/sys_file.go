@@ -330,6 +330,8 @@ func sysFcntl(t *kernel.Task, a *[6]uint64) (uint64, error) {
 		return fcntlLock(t, d, cmd, arg)
 	case unix.F_ADD_SEALS, unix.F_GET_SEALS:
 		return fcntlSeals(t, d, cmd, arg)
+	case unix.F_GETPIPE_SZ, unix.F_SETPIPE_SZ:
+		return fcntlPipeSize(t, d, cmd, arg)
 	}
 	logging.WarnOnce("fcntl-"+strconv.Itoa(cmd), "fcntl command %d is not supported yet; returning EINVAL", cmd)
 	return 0, unix.EINVAL
@@ -365,6 +367,7 @@ func sysFstat(t *kernel.Task, a *[6]uint64) (uint64, error) {
 // Descriptor-level ioctls every file accepts.
 const (
 	fionbio  = 0x5421
+	fionread = 0x541b
 	fioclex  = 0x5451
 	fionclex = 0x5450
 )
@@ -390,6 +393,22 @@ func sysIoctl(t *kernel.Task, a *[6]uint64) (uint64, error) {
 		}
 		d.SetStatusFlags(fl)
 		return 0, nil
+	}
+	if cmd == fionread && d.VirtualDentry().Ok() && !d.Stream() && !d.IsDir() {
+		// A regular file: the bytes between the position and the end.
+		attr, err := d.Attr()
+		if err != nil {
+			return 0, err
+		}
+		if attr.Type() == unix.S_IFREG {
+			pos, _ := d.Seek(0, unix.SEEK_CUR)
+			var b [4]byte
+			binary.LittleEndian.PutUint32(b[:], uint32(max(attr.Size-pos, 0)))
+			if _, err := t.MM().CopyOut(arg, b[:]); err != nil {
+				return 0, unix.EFAULT
+			}
+			return 0, nil
+		}
 	}
 	return d.Ioctl(t, uint64(cmd), arg)
 }

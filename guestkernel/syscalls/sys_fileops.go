@@ -6,6 +6,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ringfence/ringfence/guestkernel/fs/tmpfs"
 	"github.com/ringfence/ringfence/guestkernel/kernel"
 	"github.com/ringfence/ringfence/guestkernel/vfs"
 	"github.com/ringfence/ringfence/logging"
@@ -33,6 +34,7 @@ func init() {
 	full(unix.SYS_FREMOVEXATTR, sysFremovexattr, aFD, aPath)
 	partial(unix.SYS_MOUNT, "tmpfs, proc, sysfs, bind mounts and remounts; no propagation flags beyond accepting MS_PRIVATE/MS_SLAVE/MS_SHARED as no-ops", sysMount, aPath, aPath, aPath, aHex, aHex)
 	full(unix.SYS_UMOUNT2, sysUmount2, aPath, aHex)
+	partial(unix.SYS_MEMFD_CREATE, "MFD_HUGETLB gives ordinary pages", sysMemfdCreate, aPath, aHex)
 }
 
 // fdSync is the common core of fsync, fdatasync and sync_file_range.
@@ -556,7 +558,7 @@ func fcntlLock(t *kernel.Task, d *kernel.FileDescription, cmd int, arg uint64) (
 // releasePOSIXLocks drops the process's record locks on the file fd
 // named before close: POSIX says any close of the file drops them all.
 func releasePOSIXLocks(t *kernel.Task, d *kernel.FileDescription) {
-	if d.MayHoldLocks() {
+	if d.VirtualDentry().Ok() {
 		t.Kernel().VFS.ReleasePOSIX(d.VirtualDentry().Inode(), t.ThreadGroup())
 	}
 }
@@ -579,4 +581,30 @@ func fcntlSeals(t *kernel.Task, d *kernel.FileDescription, cmd int, arg uint64) 
 		return 0, unix.EPERM
 	}
 	return 0, s.AddSeals(uint32(arg))
+}
+
+func sysMemfdCreate(t *kernel.Task, a *[6]uint64) (uint64, error) {
+	const (
+		mfdNameMax = 249 // NAME_MAX less the "memfd:" prefix
+		mfdHugeTLB = 0x4
+		mfdValid   = unix.MFD_CLOEXEC | unix.MFD_ALLOW_SEALING | mfdHugeTLB | unix.MFD_NOEXEC_SEAL | unix.MFD_EXEC
+	)
+	flags := a[1]
+	if flags&^(mfdValid|uint64(0x3f)<<26) != 0 || flags&unix.MFD_NOEXEC_SEAL != 0 && flags&unix.MFD_EXEC != 0 {
+		return 0, unix.EINVAL
+	}
+	name, err := t.MM().CopyInString(a[0], mfdNameMax)
+	if err == unix.ENAMETOOLONG {
+		return 0, unix.EINVAL
+	}
+	if err != nil {
+		return 0, unix.EFAULT
+	}
+	k := t.Kernel()
+	m := k.MemfdMount()
+	inode, f := tmpfs.MemfdFS(k.MemFile).NewMemfd(t, name, uint(flags))
+	d := k.VFS.NewUnnamedFile(m, inode, "memfd:"+name, f)
+	defer d.DecRef()
+	fd, err := t.FDTable().Install(d, 0, flags&unix.MFD_CLOEXEC != 0, nofile(t))
+	return uint64(fd), err
 }

@@ -722,7 +722,7 @@ func fdTarget(t *kernel.Task, fd uint64) (vfs.VirtualDentry, error) {
 	if !d.VirtualDentry().Ok() {
 		return vfs.VirtualDentry{}, unix.EBADF
 	}
-	if _, ok := d.File.(interface{ IsPath() bool }); ok {
+	if d.StatusFlags()&unix.O_PATH != 0 {
 		return vfs.VirtualDentry{}, unix.EBADF
 	}
 	return d.VirtualDentry(), nil

@@ -42,6 +42,7 @@ func NewFileDescription(f File) *FileDescription {
 func (v *VFS) newPathDescription(vd VirtualDentry, f File, isDir bool) *FileDescription {
 	d := &FileDescription{File: f, v: v, vd: vd, positioned: !f.Stream(), isDir: isDir}
 	d.refs.Store(1)
+	vd.Mount.openFiles.Add(1)
 	return d
 }
 
@@ -55,6 +56,9 @@ func (d *FileDescription) DecRef() {
 			d.v.locks.releaseDescription(d)
 		}
 		d.File.Release()
+		if d.vd.Mount != nil {
+			d.vd.Mount.openFiles.Add(-1)
+		}
 	}
 }
 
@@ -85,7 +89,18 @@ func (d *FileDescription) Read(ctx Context, dst [][]byte, offset int64) (int, er
 // Write writes at offset, or at the position (the end for O_APPEND) if
 // offset < 0.
 func (d *FileDescription) Write(ctx Context, src [][]byte, offset int64) (int, error) {
-	if !d.positioned || offset >= 0 {
+	if !d.positioned {
+		return d.File.Write(ctx, src, offset)
+	}
+	if offset >= 0 {
+		if d.File.StatusFlags()&unix.O_APPEND != 0 {
+			// Linux appends even for pwrite on an O_APPEND file.
+			if a, ok := d.appender(); ok {
+				n, _, err := a.Append(ctx, src)
+				return n, err
+			}
+			return d.File.Write(ctx, src, -1)
+		}
 		return d.File.Write(ctx, src, offset)
 	}
 	d.mu.Lock()
@@ -111,8 +126,8 @@ func (d *FileDescription) appender() (Appender, bool) {
 	if a, ok := d.File.(Appender); ok {
 		return a, true
 	}
-	if r, ok := d.File.(*regularFile); ok {
-		a, ok := r.io.(Appender)
+	if o, ok := d.File.(interface{ OffsetIO() OffsetIO }); ok {
+		a, ok := o.OffsetIO().(Appender)
 		return a, ok
 	}
 	return nil, false

@@ -3,6 +3,7 @@ package vfs
 import (
 	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -41,6 +42,9 @@ type inodeLocks struct {
 // fileLocks holds every advisory lock of the sandbox. Locks are rare and
 // short: one mutex, and a broadcast channel that waiters watch.
 type fileLocks struct {
+	// held counts inodes with locks, so closes skip the mutex when no
+	// lock exists anywhere (the common case).
+	held    atomic.Int64
 	mu      sync.Mutex
 	byInode map[Inode]*inodeLocks
 	changed chan struct{}
@@ -62,6 +66,7 @@ func (l *fileLocks) get(in Inode) *inodeLocks {
 	if il == nil {
 		il = &inodeLocks{flocks: make(map[*FileDescription]int)}
 		l.byInode[in] = il
+		l.held.Add(1)
 	}
 	return il
 }
@@ -69,6 +74,7 @@ func (l *fileLocks) get(in Inode) *inodeLocks {
 func (l *fileLocks) gc(in Inode, il *inodeLocks) {
 	if len(il.flocks) == 0 && len(il.ranges) == 0 {
 		delete(l.byInode, in)
+		l.held.Add(-1)
 	}
 }
 
@@ -231,6 +237,9 @@ func applyLock(ranges []rangeLock, owner any, req LockRange) []rangeLock {
 // it closes any descriptor of the file.
 func (v *VFS) ReleasePOSIX(in Inode, owner any) {
 	l := &v.locks
+	if l.held.Load() == 0 {
+		return
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	il := l.byInode[in]

@@ -28,6 +28,10 @@ type Mount struct {
 	Source string // what /proc/mounts shows in the first column
 	Data   string // filesystem options for /proc/mounts
 
+	// openFiles counts open descriptions through the mount: umount of a
+	// busy mount fails with EBUSY unless lazy.
+	openFiles atomic.Int64
+
 	// Set while attached, under the namespace lock.
 	ns     *MountNamespace
 	parent *Mount
@@ -122,9 +126,14 @@ func (ns *MountNamespace) Detach(m *Mount, lazy bool) error {
 	if m.ns != ns || m.parent == nil {
 		return unix.EINVAL
 	}
-	for k, stack := range ns.children {
-		if k.parent == m && len(stack) > 0 && !lazy {
+	if !lazy {
+		if m.openFiles.Load() > 0 {
 			return unix.EBUSY
+		}
+		for k, stack := range ns.children {
+			if k.parent == m && len(stack) > 0 {
+				return unix.EBUSY
+			}
 		}
 	}
 	ns.detachLocked(m)
@@ -207,4 +216,19 @@ func FlagString(flags uint64) string {
 		}
 	}
 	return strings.Join(s, ",")
+}
+
+// NewDetachedMount makes a mount of sb attached nowhere: the home of files
+// with no path (memfds), so that they have a VirtualDentry like any file.
+func (v *VFS) NewDetachedMount(sb *Superblock, source string) *Mount {
+	return v.newMount(sb, sb.root, source, 0)
+}
+
+// NewUnnamedFile wraps f, opened from inode, in a description whose path
+// is name under m's root, marked deleted (it has no name anyone can walk
+// to): /proc/PID/fd shows "/NAME (deleted)" as for a Linux memfd.
+func (v *VFS) NewUnnamedFile(m *Mount, inode Inode, name string, f File) *FileDescription {
+	d := newDentry(m.sb, inode, name, m.root)
+	d.dead.Store(true)
+	return v.newPathDescription(VirtualDentry{m, d}, f, false)
 }

@@ -1,6 +1,8 @@
 package vfs
 
 import (
+	"strings"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -99,22 +101,46 @@ func (v *VFS) Open(ctx Context, wk *Walk, o OpenOptions) (*FileDescription, erro
 			return nil, unix.EISDIR
 		}
 		d, retry, err := v.openCreate(ctx, p, o)
-		if !retry || tries > maxSymlinks {
+		if !retry {
 			return d, err
 		}
-		// The name is a symlink: open follows it to wherever it points.
-		wk.FollowFinal = true
-		vd, err := v.Resolve(ctx, wk)
-		if err == unix.ENOENT {
-			return nil, err // creating through a dangling symlink: refused
+		if tries >= maxSymlinks || wk.Resolve&ResolveNoSymlinks != 0 {
+			return nil, unix.ELOOP
 		}
+		// The name is a symlink: a creating open follows it, and creates
+		// its target if that does not exist (as Linux does).
+		link, err := v.lookup(ctx, p.Dir.Dentry, p.Name)
 		if err != nil {
 			return nil, err
 		}
-		if flags&unix.O_EXCL != 0 {
-			return nil, unix.EEXIST
+		if ml, ok := link.inode.(MagicLink); ok {
+			if wk.Resolve&(ResolveNoMagiclinks|ResolveBeneath|ResolveInRoot) != 0 {
+				return nil, unix.ELOOP
+			}
+			vd, err := ml.Follow(ctx)
+			if err != nil {
+				return nil, err
+			}
+			return v.openExisting(ctx, vd, flags&^unix.O_CREAT)
 		}
-		return v.openExisting(ctx, vd, flags&^unix.O_CREAT)
+		target, err := link.inode.Readlink(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if target == "" {
+			return nil, unix.ENOENT
+		}
+		if strings.HasPrefix(target, "/") && wk.Resolve&ResolveBeneath != 0 {
+			return nil, unix.EXDEV
+		}
+		start := p.Dir
+		if wk.Resolve&ResolveInRoot != 0 {
+			start = wk.Start
+		}
+		wk = &Walk{Root: wk.Root, Start: start, Path: target, Resolve: wk.Resolve &^ ResolveInRoot}
+		if wk.Resolve&ResolveInRoot == 0 && strings.HasPrefix(target, "/") {
+			wk.Start = wk.Root
+		}
 	}
 }
 
@@ -235,6 +261,17 @@ func (v *VFS) openExisting(ctx Context, vd VirtualDentry, flags int) (*FileDescr
 		}
 		d := v.newPathDescription(vd, f, false)
 		return d, nil
+	case unix.S_IFIFO:
+		if v.fifoOpen == nil {
+			return nil, unix.ENXIO
+		}
+		f, err := v.fifoOpen(ctx, vd, flags&^(unix.O_CREAT|unix.O_EXCL|unix.O_TRUNC|unix.O_CLOEXEC|unix.O_NOCTTY))
+		if err != nil {
+			return nil, err
+		}
+		return v.newPathDescription(vd, f, false), nil
+	case unix.S_IFSOCK:
+		return nil, unix.ENXIO
 	case unix.S_IFREG:
 		if flags&unix.O_TRUNC != 0 && flags&unix.O_ACCMODE != unix.O_RDONLY {
 			if err := v.truncate(ctx, vd, 0); err != nil {

@@ -37,7 +37,13 @@ type VFS struct {
 	fsTypes map[string]FilesystemType
 
 	locks fileLocks
+
+	// fifoOpen opens named pipes (set by the kernel's pipe support).
+	fifoOpen DeviceOpener
 }
+
+// SetFIFOOpener makes opens of FIFO nodes go to open.
+func (v *VFS) SetFIFOOpener(open DeviceOpener) { v.fifoOpen = open }
 
 // New makes a VFS.
 func New() *VFS {
