@@ -7,6 +7,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -51,13 +52,19 @@ func (c *rootContext) MM() *mm.MM                                 { return nil }
 // sandboxFS is the sandbox's filesystem: the gofer that serves host
 // directories and the VFS built over them.
 type sandboxFS struct {
-	gofer *process.Gofer
-	vfs   *vfs.VFS
-	ns    *vfs.MountNamespace
-	root  vfs.VirtualDentry
+	closing atomic.Bool
+	gofer   *process.Gofer
+	clients []*client.Client
+	vfs     *vfs.VFS
+	ns      *vfs.MountNamespace
+	root    vfs.VirtualDentry
 }
 
 func (s *sandboxFS) Close() {
+	s.closing.Store(true)
+	for _, c := range s.clients {
+		c.Shutdown()
+	}
 	if s.gofer != nil {
 		s.gofer.Close()
 	}
@@ -95,6 +102,14 @@ func buildFS(mf *memfile.File, o fsOptions) (*sandboxFS, error) {
 		return nil, fmt.Errorf("starting the gofer: %w", err)
 	}
 	s := &sandboxFS{gofer: g, vfs: vfs.New()}
+	go func() {
+		// The gofer lives as long as the sandbox; an early exit is a bug
+		// or an attack on it, and files fail with EIO from then on.
+		err := g.Wait()
+		if !s.closing.Load() {
+			logging.Warningf("the gofer (pid %d) exited while the sandbox runs: %v", g.Pid(), err)
+		}
+	}()
 	fail := func(err error) (*sandboxFS, error) {
 		s.Close()
 		return nil, err
@@ -109,6 +124,7 @@ func buildFS(mf *memfile.File, o fsOptions) (*sandboxFS, error) {
 		if err != nil {
 			return fail(fmt.Errorf("connecting to the gofer for %s: %w", mounts[i].Source, err))
 		}
+		s.clients = append(s.clients, cl)
 		fs, err := goferfs.New(cl, mf, goferfs.Options{ReadOnly: mounts[i].ReadOnly, CacheMode: cache})
 		if err != nil {
 			return fail(fmt.Errorf("serving %s: %w", mounts[i].Source, err))

@@ -19,7 +19,7 @@ func doCommand(onUsage cli.OnUsageErrorFunc) *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "cwd", Usage: "working directory of the program"},
 			&cli.StringSliceFlag{Name: "env", Usage: "add or replace an environment variable (K=V); repeatable"},
-			&cli.GenericFlag{Name: "volume", Aliases: []string{"v"}, Value: &volumeList{},
+			&cli.GenericFlag{Name: "volume", Value: &volumeList{},
 				Usage: "bind-mount a host directory into the sandbox, as HOST:GUEST[:ro]; writes reach the host; repeatable"},
 		},
 		OnUsageError:    onUsage,

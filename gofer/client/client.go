@@ -17,6 +17,7 @@ package client
 import (
 	"errors"
 	"fmt"
+	"github.com/ringfence/ringfence/logging"
 	"io"
 	"sync"
 
@@ -286,6 +287,9 @@ func (c *Client) fail(cause error) {
 	c.mu.Lock()
 	if c.broken == nil {
 		c.broken = &ConnError{Err: cause}
+		if cause != ErrClosed {
+			logging.Warningf("gofer connection broken: %v; file operations on it now fail with EIO", cause)
+		}
 	}
 	err := c.broken
 	var waiting []*call

@@ -156,6 +156,7 @@ func (k *Kernel) CreateProcess(a ProcessArgs) (*ThreadGroup, error) {
 	defer exe.Close()
 	if e, ok := exe.(*executable); ok {
 		tg.exe = e.VirtualDentry()
+		tg.exe.Dentry.IncRef() // /proc/PID/exe keeps the file's name
 	}
 	img, err := loader.Load(m, loader.Args{
 		File: exe, Name: path, Argv: argv, Envv: a.Envv, ExecFn: a.ExecFn, Opener: opener,
@@ -278,4 +279,17 @@ func (k *Kernel) MemfdMount() *vfs.Mount {
 		k.memfdMount = k.VFS.NewDetachedMount(k.VFS.NewSuperblock(tmpfs.MemfdFS(k.MemFile)), "tmpfs")
 	})
 	return k.memfdMount
+}
+
+// Uptime is how long the sandbox has run.
+func (k *Kernel) Uptime() time.Duration { return time.Since(k.bootTime) }
+
+// NumTasks counts the sandbox's live tasks.
+func (k *Kernel) NumTasks() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.init == nil || k.init.Exiting() {
+		return 0
+	}
+	return 1
 }

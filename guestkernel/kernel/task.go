@@ -330,6 +330,16 @@ func (t *Task) WaitHostFD(fd int, events int16, timeout time.Duration) error {
 	return t.block(fds, timeout)
 }
 
+// WaitHostFDs blocks until any of fds is ready (their Revents are set),
+// a signal comes (EINTR) or timeout passes (ETIMEDOUT; < 0 waits
+// forever).
+func (t *Task) WaitHostFDs(fds []unix.PollFd, timeout time.Duration) error {
+	all := append(fds, unix.PollFd{Fd: int32(t.interruptFD), Events: unix.POLLIN})
+	err := t.block(all, timeout)
+	copy(fds, all)
+	return err
+}
+
 // Sleep blocks for d; it returns the time left and ErrInterrupted if a
 // signal cut it short.
 func (t *Task) Sleep(d time.Duration) (time.Duration, error) {

@@ -134,6 +134,15 @@ func (e *End) Pipe() *Pipe { return e.p }
 // Read implements vfs.File: it waits for data unless the pipe has no
 // writers (EOF) or the end is non-blocking (EAGAIN).
 func (e *End) Read(ctx vfs.Context, dst [][]byte, _ int64) (int, error) {
+	return e.readv(ctx, dst, e.nonblocking())
+}
+
+// ReadNowait is Read as if the end were O_NONBLOCK (preadv2's RWF_NOWAIT).
+func (e *End) ReadNowait(ctx vfs.Context, dst [][]byte) (int, error) {
+	return e.readv(ctx, dst, true)
+}
+
+func (e *End) readv(ctx vfs.Context, dst [][]byte, nonblock bool) (int, error) {
 	want := 0
 	for _, b := range dst {
 		want += len(b)
@@ -141,7 +150,13 @@ func (e *End) Read(ctx vfs.Context, dst [][]byte, _ int64) (int, error) {
 	if want == 0 {
 		return 0, nil
 	}
-	return e.ReadWith(ctx, want, func(b []byte) int {
+	return e.ReadSome(ctx, want, Scatter(dst), true, nonblock)
+}
+
+// Scatter returns a consume function for ReadWith that copies into dst,
+// advancing through it across calls.
+func Scatter(dst [][]byte) func([]byte) int {
+	return func(b []byte) int {
 		n := 0
 		for len(b) > 0 && len(dst) > 0 {
 			c := copy(dst[0], b)
@@ -151,13 +166,35 @@ func (e *End) Read(ctx vfs.Context, dst [][]byte, _ int64) (int, error) {
 			}
 		}
 		return n
-	}, true)
+	}
+}
+
+// Gather returns a fill function for WriteWith that copies from src,
+// advancing through it across calls.
+func Gather(src [][]byte) func([]byte) int {
+	return func(dst []byte) int {
+		n := 0
+		for len(dst) > 0 && len(src) > 0 {
+			c := copy(dst, src[0])
+			dst, n = dst[c:], n+c
+			if src[0] = src[0][c:]; len(src[0]) == 0 {
+				src = src[1:]
+			}
+		}
+		return n
+	}
 }
 
 // ReadWith takes up to max buffered bytes, in at most two contiguous
 // pieces, through consume (which returns how many it took). With consume
 // false in drain, the bytes stay buffered (tee). It blocks as Read does.
 func (e *End) ReadWith(ctx vfs.Context, max int, consume func([]byte) int, drain bool) (int, error) {
+	return e.ReadSome(ctx, max, consume, drain, e.nonblocking())
+}
+
+// ReadSome is ReadWith with the end's O_NONBLOCK overridden for this call
+// (splice's SPLICE_F_NONBLOCK, which may also be set on a blocking end).
+func (e *End) ReadSome(ctx vfs.Context, max int, consume func([]byte) int, drain, nonblock bool) (int, error) {
 	p := e.p
 	for {
 		p.mu.Lock()
@@ -191,7 +228,7 @@ func (e *End) ReadWith(ctx vfs.Context, max int, consume func([]byte) int, drain
 		}
 		ch := p.changed
 		p.mu.Unlock()
-		if e.nonblocking() {
+		if nonblock {
 			return 0, unix.EAGAIN
 		}
 		if err := block(ctx, ch); err != nil {
@@ -204,26 +241,30 @@ func (e *End) ReadWith(ctx vfs.Context, max int, consume func([]byte) int, drain
 // ones may be split; EPIPE when no reader is left (the caller raises
 // SIGPIPE).
 func (e *End) Write(ctx vfs.Context, src [][]byte, _ int64) (int, error) {
+	return e.writev(ctx, src, e.nonblocking())
+}
+
+// WriteNowait is Write as if the end were O_NONBLOCK (pwritev2's
+// RWF_NOWAIT).
+func (e *End) WriteNowait(ctx vfs.Context, src [][]byte) (int, error) {
+	return e.writev(ctx, src, true)
+}
+
+func (e *End) writev(ctx vfs.Context, src [][]byte, nonblock bool) (int, error) {
 	total := 0
 	for _, b := range src {
 		total += len(b)
 	}
-	return e.WriteWith(ctx, total, func(dst []byte) int {
-		n := 0
-		for len(dst) > 0 && len(src) > 0 {
-			c := copy(dst, src[0])
-			dst, n = dst[c:], n+c
-			if src[0] = src[0][c:]; len(src[0]) == 0 {
-				src = src[1:]
-			}
-		}
-		return n
-	})
+	return e.writeWith(ctx, total, Gather(src), nonblock)
 }
 
 // WriteWith puts total bytes into the pipe through fill, which copies
 // into the free space it is given and returns how much it copied.
 func (e *End) WriteWith(ctx vfs.Context, total int, fill func([]byte) int) (int, error) {
+	return e.writeWith(ctx, total, fill, e.nonblocking())
+}
+
+func (e *End) writeWith(ctx vfs.Context, total int, fill func([]byte) int, nonblock bool) (int, error) {
 	p := e.p
 	done := 0
 	for done < total || total == 0 {
@@ -261,7 +302,7 @@ func (e *End) WriteWith(ctx vfs.Context, total int, fill func([]byte) int) (int,
 		}
 		ch := p.changed
 		p.mu.Unlock()
-		if e.nonblocking() {
+		if nonblock {
 			if done > 0 {
 				return done, nil
 			}
@@ -275,6 +316,145 @@ func (e *End) WriteWith(ctx vfs.Context, total int, fill func([]byte) int) (int,
 		}
 	}
 	return done, nil
+}
+
+// waitRoom returns with p.mu held once the pipe has free space, or fails
+// with EPIPE when no reader is left, or EAGAIN if nonblock.
+func (e *End) waitRoom(ctx vfs.Context, nonblock bool) error {
+	p := e.p
+	for {
+		p.mu.Lock()
+		if p.readers == 0 {
+			p.mu.Unlock()
+			return unix.EPIPE
+		}
+		if p.n < len(p.buf) {
+			return nil
+		}
+		ch := p.changed
+		p.mu.Unlock()
+		if nonblock {
+			return unix.EAGAIN
+		}
+		if err := block(ctx, ch); err != nil {
+			return err
+		}
+	}
+}
+
+// WriteSome is splice's and vmsplice's write: it waits (unless nonblock)
+// for any free space, fills up to max bytes of what is free at once
+// through fill, and returns without waiting for more. There is no
+// PIPE_BUF guarantee, as on Linux.
+func (e *End) WriteSome(ctx vfs.Context, max int, fill func([]byte) int, nonblock bool) (int, error) {
+	if err := e.waitRoom(ctx, nonblock); err != nil {
+		return 0, err
+	}
+	p := e.p
+	done := 0
+	for free := len(p.buf) - p.n; free > 0 && done < max; {
+		tail := (p.head + p.n) % len(p.buf)
+		chunk := min(free, len(p.buf)-tail, max-done)
+		c := fill(p.buf[tail : tail+chunk])
+		p.n += c
+		free -= c
+		done += c
+		if c < chunk {
+			break
+		}
+	}
+	if done > 0 {
+		p.notifyLocked()
+	}
+	p.mu.Unlock()
+	return done, nil
+}
+
+// WaitSpace waits as WriteSome does and returns how much is free then,
+// for sources that must be read outside the pipe's lock (a read that can
+// block must not hold it).
+func (e *End) WaitSpace(ctx vfs.Context, nonblock bool) (int, error) {
+	if err := e.waitRoom(ctx, nonblock); err != nil {
+		return 0, err
+	}
+	free := len(e.p.buf) - e.p.n
+	e.p.mu.Unlock()
+	return free, nil
+}
+
+// Splice moves up to max bytes from src's pipe to dst's without an
+// intermediate copy.
+func Splice(ctx vfs.Context, src, dst *End, max int, nonblock bool) (int, error) {
+	return transfer(ctx, src.p, dst.p, max, nonblock, true)
+}
+
+// Tee copies up to max bytes from src's pipe to dst's, leaving them
+// buffered in src.
+func Tee(ctx vfs.Context, src, dst *End, max int, nonblock bool) (int, error) {
+	return transfer(ctx, src.p, dst.p, max, nonblock, false)
+}
+
+// transfer is Linux's splice_pipe_to_pipe and link_pipe: wait for data in
+// a (EOF: 0), then for room in b (EPIPE without readers), move one batch
+// and return. The pipes are locked in inode order so that transfers in
+// opposite directions cannot deadlock.
+func transfer(ctx vfs.Context, a, b *Pipe, max int, nonblock, drain bool) (int, error) {
+	if a == b {
+		return 0, unix.EINVAL
+	}
+	first, second := a, b
+	if b.ino < a.ino {
+		first, second = b, a
+	}
+	for {
+		first.mu.Lock()
+		second.mu.Lock()
+		var wait <-chan struct{}
+		switch {
+		case a.n == 0 && a.writers > 0:
+			wait = a.changed
+		case b.readers == 0:
+			second.mu.Unlock()
+			first.mu.Unlock()
+			return 0, unix.EPIPE
+		case a.n == 0:
+			second.mu.Unlock()
+			first.mu.Unlock()
+			return 0, nil
+		case b.n == len(b.buf):
+			wait = b.changed
+		}
+		if wait != nil {
+			second.mu.Unlock()
+			first.mu.Unlock()
+			if nonblock {
+				return 0, unix.EAGAIN
+			}
+			if err := block(ctx, wait); err != nil {
+				return 0, err
+			}
+			continue
+		}
+		n := min(a.n, len(b.buf)-b.n, max)
+		for done := 0; done < n; {
+			from := (a.head + done) % len(a.buf)
+			to := (b.head + b.n) % len(b.buf)
+			c := copy(b.buf[to:min(len(b.buf), to+n-done)], a.buf[from:min(len(a.buf), from+n-done)])
+			b.n += c
+			done += c
+		}
+		b.notifyLocked()
+		if drain {
+			a.head, a.n = (a.head+n)%len(a.buf), a.n-n
+			if a.n == 0 {
+				a.head = 0
+			}
+			a.notifyLocked()
+		}
+		second.mu.Unlock()
+		first.mu.Unlock()
+		return n, nil
+	}
 }
 
 // Buffered is how many bytes wait to be read (FIONREAD).

@@ -8,6 +8,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ringfence/ringfence/guestkernel/kernel"
+	"github.com/ringfence/ringfence/guestkernel/vfs"
 	"github.com/ringfence/ringfence/logging"
 )
 
@@ -18,6 +19,10 @@ func init() {
 	full(unix.SYS_WRITEV, sysWritev, aFD, aHex, aInt)
 	full(unix.SYS_PREAD64, sysPread64, aFD, aOutBuf, aInt, aInt)
 	full(unix.SYS_PWRITE64, sysPwrite64, aFD, aInBuf, aInt, aInt)
+	full(unix.SYS_PREADV, sysPreadv, aFD, aHex, aInt, aInt, aInt)
+	full(unix.SYS_PWRITEV, sysPwritev, aFD, aHex, aInt, aInt, aInt)
+	partial(unix.SYS_PREADV2, "RWF_NOWAIT may wait on host streams (stdio)", sysPreadv2, aFD, aHex, aInt, aInt, aInt, aHex)
+	partial(unix.SYS_PWRITEV2, "RWF_NOWAIT may wait on host streams (stdio)", sysPwritev2, aFD, aHex, aInt, aInt, aInt, aHex)
 	full(unix.SYS_LSEEK, sysLseek, aFD, aInt, aInt)
 	full(unix.SYS_CLOSE, sysClose, aFD)
 	full(unix.SYS_CLOSE_RANGE, sysCloseRange, aFD, aFD, aHex)
@@ -173,6 +178,185 @@ func sysWritev(t *kernel.Task, a *[6]uint64) (uint64, error) {
 		return 0, err
 	}
 	return doWrite(t, a[0], iovs, -1)
+}
+
+// The p*v calls split the offset into pos_l and pos_h; on x86-64 Linux's
+// pos_from_hilo shifts pos_h out entirely, so pos_l (a[3]) is the offset.
+
+func sysPreadv(t *kernel.Task, a *[6]uint64) (uint64, error) {
+	if int64(a[3]) < 0 {
+		return 0, unix.EINVAL
+	}
+	return doIOv2(t, a, int64(a[3]), 0, false)
+}
+
+func sysPwritev(t *kernel.Task, a *[6]uint64) (uint64, error) {
+	if int64(a[3]) < 0 {
+		return 0, unix.EINVAL
+	}
+	return doIOv2(t, a, int64(a[3]), 0, true)
+}
+
+// preadv2 and pwritev2 take offset -1 for "at the file position".
+
+func sysPreadv2(t *kernel.Task, a *[6]uint64) (uint64, error) {
+	if int64(a[3]) < -1 {
+		return 0, unix.EINVAL
+	}
+	return doIOv2(t, a, int64(a[3]), a[5], false)
+}
+
+func sysPwritev2(t *kernel.Task, a *[6]uint64) (uint64, error) {
+	if int64(a[3]) < -1 {
+		return 0, unix.EINVAL
+	}
+	return doIOv2(t, a, int64(a[3]), a[5], true)
+}
+
+// rwfKnown are the RWF_* flags the Sentry honours. RWF_ATOMIC and
+// RWF_DONTCACHE are EOPNOTSUPP, as on Linux for files (tmpfs, pipes) that
+// cannot do them.
+const rwfKnown = unix.RWF_HIPRI | unix.RWF_DSYNC | unix.RWF_SYNC | unix.RWF_NOWAIT |
+	unix.RWF_APPEND | unix.RWF_NOAPPEND | unix.RWF_NOSIGNAL
+
+// doIOv2 is the vectored positioned I/O of preadv, pwritev, preadv2 and
+// pwritev2 (args fd, iov, iovcnt), with Linux's order of checks: EBADF,
+// ESPIPE, access mode, the iovecs, then (only for a non-empty transfer)
+// the flags.
+func doIOv2(t *kernel.Task, a *[6]uint64, offset int64, flags uint64, write bool) (uint64, error) {
+	d, err := getFile(t, a[0])
+	if err != nil {
+		return 0, err
+	}
+	defer d.DecRef()
+	if offset >= 0 && d.Stream() {
+		return 0, unix.ESPIPE
+	}
+	if (write && !writable(d)) || (!write && !readable(d)) {
+		return 0, unix.EBADF
+	}
+	iovs, err := vectors(t, a[1], a[2], !write)
+	if err != nil {
+		return 0, err
+	}
+	var total int64
+	for _, b := range iovs {
+		total += int64(len(b))
+	}
+	if total == 0 {
+		return 0, nil
+	}
+	if offset+total < 0 {
+		return 0, unix.EINVAL
+	}
+	if flags&^rwfKnown != 0 {
+		return 0, unix.EOPNOTSUPP
+	}
+	if flags&unix.RWF_APPEND != 0 && flags&unix.RWF_NOAPPEND != 0 {
+		return 0, unix.EINVAL
+	}
+	var n int
+	if write {
+		n, err = writev2(t, d, iovs, offset, flags)
+		if err == unix.EPIPE && flags&unix.RWF_NOSIGNAL == 0 {
+			t.SendThreadSignal(unix.SIGPIPE, kernel.SigInfo{Signo: int32(unix.SIGPIPE)})
+		}
+		if n > 0 && flags&(unix.RWF_DSYNC|unix.RWF_SYNC) != 0 {
+			// The data is in; a failed flush is the call's error, as
+			// Linux's generic_write_sync makes it.
+			if _, serr := fdSync(t, a[0], flags&unix.RWF_SYNC == 0); serr != nil {
+				return 0, serr
+			}
+		}
+	} else if e, ok := pipeOf(d); ok && flags&unix.RWF_NOWAIT != 0 {
+		n, err = e.ReadNowait(t, iovs)
+	} else {
+		n, err = d.Read(t, iovs, offset)
+	}
+	if n > 0 {
+		return uint64(n), nil
+	}
+	return 0, err
+}
+
+// writev2 writes with pwritev2's per-call flags: RWF_NOWAIT on a pipe,
+// RWF_APPEND (append this once; at offset -1 the position moves to the
+// new end) and RWF_NOAPPEND (ignore O_APPEND this once).
+func writev2(t *kernel.Task, d *kernel.FileDescription, iovs [][]byte, offset int64, flags uint64) (int, error) {
+	if e, ok := pipeOf(d); ok {
+		if flags&unix.RWF_NOWAIT != 0 {
+			return e.WriteNowait(t, iovs)
+		}
+		return d.Write(t, iovs, -1)
+	}
+	if d.Stream() {
+		return d.Write(t, iovs, -1)
+	}
+	appending := d.StatusFlags()&unix.O_APPEND != 0
+	switch {
+	case flags&unix.RWF_APPEND != 0 && !appending:
+		return appendOnce(t, d, iovs, offset < 0)
+	case flags&unix.RWF_NOAPPEND != 0 && appending && d.VirtualDentry().Ok():
+		// Past the description's O_APPEND handling: straight to the File.
+		pos := offset
+		if pos < 0 {
+			pos, _ = d.Seek(0, unix.SEEK_CUR)
+		}
+		n, err := d.File.Write(t, iovs, pos)
+		if n > 0 && offset < 0 {
+			d.Seek(pos+int64(n), unix.SEEK_SET)
+		}
+		return n, err
+	}
+	return d.Write(t, iovs, offset)
+}
+
+// appendOnce writes iovs at the end of d, for RWF_APPEND on a description
+// without O_APPEND; with advance (offset -1) the position then moves to
+// the new end, as on Linux.
+func appendOnce(t *kernel.Task, d *kernel.FileDescription, iovs [][]byte, advance bool) (int, error) {
+	var n int
+	var end int64
+	var err error
+	ap, ok := appenderOf(d)
+	switch {
+	case ok && d.VirtualDentry().Ok():
+		n, end, err = ap.Append(t, iovs)
+	case d.VirtualDentry().Ok():
+		// A path-opened File appends when given offset -1 (vfs.File's
+		// contract), without reporting where the end now is.
+		n, err = d.File.Write(t, iovs, -1)
+		attr, aerr := d.Attr()
+		if aerr != nil {
+			advance = false
+		}
+		end = attr.Size
+	default:
+		// A host file owns its position: write at its current size.
+		attr, aerr := d.Attr()
+		if aerr != nil {
+			return 0, aerr
+		}
+		n, err = d.Write(t, iovs, attr.Size)
+		end = attr.Size + int64(n)
+	}
+	if advance && n > 0 {
+		d.Seek(end, unix.SEEK_SET)
+	}
+	return n, err
+}
+
+// appenderOf finds the atomic append of a path-opened file, as the VFS
+// does for O_APPEND.
+func appenderOf(d *kernel.FileDescription) (vfs.Appender, bool) {
+	if ap, ok := d.File.(vfs.Appender); ok {
+		return ap, true
+	}
+	if o, ok := d.File.(interface{ OffsetIO() vfs.OffsetIO }); ok {
+		ap, ok := o.OffsetIO().(vfs.Appender)
+		return ap, ok
+	}
+	return nil, false
 }
 
 func sysPread64(t *kernel.Task, a *[6]uint64) (uint64, error) {

@@ -10,6 +10,7 @@ import (
 
 func init() {
 	full(unix.SYS_GETRANDOM, sysGetrandom, aHex, aInt, aHex)
+	full(unix.SYS_SYSINFO, sysSysinfo, aHex)
 	partial(unix.SYS_SOCKET, "no networking until the networking issue: every address family gives EAFNOSUPPORT", sysSocket, aInt, aHex, aInt)
 }
 
@@ -48,4 +49,29 @@ func sysGetrandom(t *kernel.Task, a *[6]uint64) (uint64, error) {
 
 func sysSocket(t *kernel.Task, a *[6]uint64) (uint64, error) {
 	return 0, unix.EAFNOSUPPORT
+}
+
+// sysSysinfo reports the sandbox's uptime and process count, and the
+// host's memory figures (the sandbox may use all of it), as /proc/meminfo
+// does.
+func sysSysinfo(t *kernel.Task, a *[6]uint64) (uint64, error) {
+	var host unix.Sysinfo_t
+	if err := unix.Sysinfo(&host); err != nil {
+		return 0, err
+	}
+	si := unix.Sysinfo_t{
+		Uptime:    int64(t.Kernel().Uptime().Seconds()),
+		Totalram:  host.Totalram,
+		Freeram:   host.Freeram,
+		Sharedram: host.Sharedram,
+		Bufferram: host.Bufferram,
+		Totalswap: host.Totalswap,
+		Freeswap:  host.Freeswap,
+		Procs:     uint16(t.Kernel().NumTasks()),
+		Unit:      host.Unit,
+	}
+	if _, err := t.MM().CopyOut(a[0], unsafeBytes(&si)); err != nil {
+		return 0, unix.EFAULT
+	}
+	return 0, nil
 }

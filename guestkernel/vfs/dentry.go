@@ -1,6 +1,7 @@
 package vfs
 
 import (
+	"container/list"
 	"sync"
 	"sync/atomic"
 )
@@ -8,6 +9,7 @@ import (
 // Superblock is one instance of a filesystem as the VFS tracks it: the
 // Filesystem, its device number, and how many mounts use it.
 type Superblock struct {
+	v    *VFS
 	FS   Filesystem
 	Dev  uint64
 	root *Dentry
@@ -36,6 +38,10 @@ type Dentry struct {
 
 	mounts atomic.Int32 // mounts whose mount point this is
 	dead   atomic.Bool  // unlinked or rmdir'd
+	opens  atomic.Int32 // open descriptions (IN_DELETE_SELF waits for them)
+
+	refs atomic.Int32  // pins: open files, working directories, watches
+	lru  *list.Element // in the VFS's dentry cache; guarded by its mu
 }
 
 // Revalidator is an optional Inode interface for filesystems whose files
@@ -69,6 +75,9 @@ func (d *Dentry) cachedChild(name string) *Dentry {
 	d.mu.Lock()
 	c := d.children[name]
 	d.mu.Unlock()
+	if c != nil && d.sb.v != nil {
+		d.sb.v.cacheTouch(c)
+	}
 	return c
 }
 
@@ -79,6 +88,9 @@ func (d *Dentry) addChild(c *Dentry) {
 	}
 	d.children[c.name] = c
 	d.mu.Unlock()
+	if d.sb.v != nil {
+		d.sb.v.cacheAdd(c)
+	}
 }
 
 func (d *Dentry) removeChild(name string) *Dentry {
@@ -86,6 +98,9 @@ func (d *Dentry) removeChild(name string) *Dentry {
 	c := d.children[name]
 	delete(d.children, name)
 	d.mu.Unlock()
+	if c != nil && d.sb.v != nil {
+		d.sb.v.cacheRemove(c)
+	}
 	return c
 }
 

@@ -43,6 +43,8 @@ func (v *VFS) newPathDescription(vd VirtualDentry, f File, isDir bool) *FileDesc
 	d := &FileDescription{File: f, v: v, vd: vd, positioned: !f.Stream(), isDir: isDir}
 	d.refs.Store(1)
 	vd.Mount.openFiles.Add(1)
+	vd.Dentry.IncRef()
+	vd.Dentry.opens.Add(1)
 	return d
 }
 
@@ -55,9 +57,11 @@ func (d *FileDescription) DecRef() {
 		if d.locked.Load() && d.v != nil {
 			d.v.locks.releaseDescription(d)
 		}
+		d.notifyClose()
 		d.File.Release()
 		if d.vd.Mount != nil {
 			d.vd.Mount.openFiles.Add(-1)
+			d.vd.Dentry.DecRef()
 		}
 	}
 }
@@ -73,6 +77,14 @@ func (d *FileDescription) IsDir() bool { return d.isDir }
 
 // Read reads at offset, or at the description's position if offset < 0.
 func (d *FileDescription) Read(ctx Context, dst [][]byte, offset int64) (int, error) {
+	n, err := d.read(ctx, dst, offset)
+	if n > 0 {
+		d.notifyIO(unix.IN_ACCESS)
+	}
+	return n, err
+}
+
+func (d *FileDescription) read(ctx Context, dst [][]byte, offset int64) (int, error) {
 	if d.isDir {
 		return 0, unix.EISDIR
 	}
@@ -89,6 +101,14 @@ func (d *FileDescription) Read(ctx Context, dst [][]byte, offset int64) (int, er
 // Write writes at offset, or at the position (the end for O_APPEND) if
 // offset < 0.
 func (d *FileDescription) Write(ctx Context, src [][]byte, offset int64) (int, error) {
+	n, err := d.write(ctx, src, offset)
+	if n > 0 {
+		d.notifyIO(unix.IN_MODIFY)
+	}
+	return n, err
+}
+
+func (d *FileDescription) write(ctx Context, src [][]byte, offset int64) (int, error) {
 	if !d.positioned {
 		return d.File.Write(ctx, src, offset)
 	}
@@ -261,6 +281,7 @@ func (d *FileDescription) IterDirents(ctx Context, emit func(de Dirent, off int6
 	if d.vd.Dentry.Dead() {
 		return nil // an rmdir'd directory reads as empty
 	}
+	d.notifyIO(unix.IN_ACCESS)
 	for d.dirStage < 2 {
 		var de Dirent
 		if d.dirStage == 0 {

@@ -201,6 +201,7 @@ func (v *VFS) openCreate(ctx Context, p Parent, o OpenOptions) (*FileDescription
 	}
 	c := newDentry(dir.sb, inode, p.Name, dir)
 	dir.addChild(c)
+	v.notifyCreateOpen(dir, c)
 	return v.newPathDescription(VirtualDentry{p.Dir.Mount, c}, f, false), false, nil
 }
 
@@ -246,6 +247,7 @@ func (v *VFS) openExisting(ctx Context, vd VirtualDentry, flags int) (*FileDescr
 	case unix.S_IFDIR:
 		f := &dirFile{}
 		f.flags.Store(int32(flags &^ (unix.O_CREAT | unix.O_EXCL | unix.O_TRUNC | unix.O_CLOEXEC)))
+		v.notifyOpen(vd, flags, typ)
 		return v.newPathDescription(vd, f, true), nil
 	case unix.S_IFCHR:
 		if vd.Mount.Flags()&MountNoDev != 0 {
@@ -260,6 +262,7 @@ func (v *VFS) openExisting(ctx Context, vd VirtualDentry, flags int) (*FileDescr
 			return nil, err
 		}
 		d := v.newPathDescription(vd, f, false)
+		v.notifyOpen(vd, flags, typ)
 		return d, nil
 	case unix.S_IFIFO:
 		if v.fifoOpen == nil {
@@ -269,6 +272,7 @@ func (v *VFS) openExisting(ctx Context, vd VirtualDentry, flags int) (*FileDescr
 		if err != nil {
 			return nil, err
 		}
+		v.notifyOpen(vd, flags, typ)
 		return v.newPathDescription(vd, f, false), nil
 	case unix.S_IFSOCK:
 		return nil, unix.ENXIO
@@ -283,6 +287,7 @@ func (v *VFS) openExisting(ctx Context, vd VirtualDentry, flags int) (*FileDescr
 	if err != nil {
 		return nil, err
 	}
+	v.notifyOpen(vd, flags, typ)
 	return v.newPathDescription(vd, f, false), nil
 }
 
@@ -309,6 +314,7 @@ func (v *VFS) openTmpfile(ctx Context, wk *Walk, o OpenOptions) (*FileDescriptio
 	}
 	c := newDentry(vd.Dentry.sb, inode, "#tmpfile", vd.Dentry)
 	c.dead.Store(true) // unnamed until linkat
+	v.notifyOpenNew(ctx, VirtualDentry{vd.Mount, c})
 	return v.newPathDescription(VirtualDentry{vd.Mount, c}, f, false), nil
 }
 
@@ -324,6 +330,7 @@ func (v *VFS) OpenForExec(ctx Context, vd VirtualDentry) (*FileDescription, erro
 	if err != nil {
 		return nil, err
 	}
+	v.notifyOpenNew(ctx, vd)
 	return v.newPathDescription(vd, f, false), nil
 }
 
@@ -356,6 +363,7 @@ func (v *VFS) makeNode(ctx Context, p Parent, fn func(dir Inode) (Inode, error))
 		return err
 	}
 	dir.addChild(newDentry(dir.sb, inode, p.Name, dir))
+	v.notifyCreate(ctx, dir, p.Name, inode)
 	return nil
 }
 
@@ -469,6 +477,7 @@ func (v *VFS) Link(ctx Context, old VirtualDentry, wk *Walk) error {
 		if err := dir.Link(ctx, p.Name, old.Dentry.inode); err != nil {
 			return nil, err
 		}
+		v.notifyLinkCount(old.Dentry.inode)
 		return old.Dentry.inode, nil
 	})
 }
@@ -527,6 +536,7 @@ func (v *VFS) Unlink(ctx Context, wk *Walk) error {
 		return err
 	}
 	c.dead.Store(true)
+	v.notifyRemove(ctx, dir, p.Name, c, false)
 	v.dropChild(dir, p.Name)
 	return nil
 }
@@ -565,6 +575,7 @@ func (v *VFS) Rmdir(ctx Context, wk *Walk) error {
 	if err != nil {
 		return err
 	}
+	v.notifyRemove(ctx, dir, p.Name, c, true)
 	v.dropChild(dir, p.Name)
 	return nil
 }
@@ -672,6 +683,7 @@ func (v *VFS) Rename(ctx Context, oldWk, newWk *Walk, flags uint32) error {
 	}
 	src.name, src.parent = np.Name, nd
 	nd.addChild(src)
+	v.notifyRename(ctx, od, op.Name, nd, np.Name, src, dst, flags)
 	return nil
 }
 
@@ -780,7 +792,11 @@ func (v *VFS) SetAttrVD(ctx Context, vd VirtualDentry, req *SetAttr, timesNow bo
 			return unix.EPERM
 		}
 	}
-	return vd.Dentry.inode.SetAttr(ctx, req)
+	if err := vd.Dentry.inode.SetAttr(ctx, req); err != nil {
+		return err
+	}
+	v.notifySetAttr(ctx, vd, req.Mask)
+	return nil
 }
 
 // Chdir checks that vd is a searchable directory.

@@ -38,6 +38,11 @@ type VFS struct {
 
 	locks fileLocks
 
+	notify notifyState // inotify watches
+
+	dcache    dentryCache
+	evictions atomic.Int64
+
 	// fifoOpen opens named pipes (set by the kernel's pipe support).
 	fifoOpen DeviceOpener
 }
@@ -49,13 +54,14 @@ func (v *VFS) SetFIFOOpener(open DeviceOpener) { v.fifoOpen = open }
 func New() *VFS {
 	v := &VFS{devices: make(map[uint64]DeviceOpener), fsTypes: make(map[string]FilesystemType)}
 	v.locks.init()
+	v.dcache.limit = DefaultDentryCacheSize
 	return v
 }
 
 // NewSuperblock registers fs with an anonymous device number (major 0, as
 // Linux gives virtual filesystems).
 func (v *VFS) NewSuperblock(fs Filesystem) *Superblock {
-	sb := &Superblock{FS: fs, Dev: unix.Mkdev(0, uint32(v.nextDev.Add(1))+16)}
+	sb := &Superblock{v: v, FS: fs, Dev: unix.Mkdev(0, uint32(v.nextDev.Add(1))+16)}
 	sb.root = newDentry(sb, fs.Root(), "/", nil)
 	return sb
 }

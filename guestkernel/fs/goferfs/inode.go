@@ -185,6 +185,11 @@ func (i *inode) Open(_ vfs.Context, flags int) (vfs.File, error) {
 			if fd, err = i.fs.c.Open(i.handle.Load(), hf); err != nil {
 				return nil, err
 			}
+			if hf == unix.O_RDONLY {
+				// Keep a read descriptor: later read-only opens of the
+				// file duplicate it instead of asking the gofer.
+				i.d.ensureFDs(fd, false)
+			}
 		}
 		return newRegularFile(i, fd, flags), nil
 	case unix.S_IFIFO:
