@@ -161,6 +161,9 @@ func fdOf(i FDInfo) procfs.FD {
 			}
 		}
 	}
+	if an, ok := d.File.(interface{ AnonName() string }); ok && !fd.Path.Ok() {
+		fd.Name = an.AnonName()
+	}
 	if !d.Stream() {
 		if pos, err := d.Seek(0, unix.SEEK_CUR); err == nil {
 			fd.Pos = pos

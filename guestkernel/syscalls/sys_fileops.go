@@ -104,7 +104,11 @@ func sysFallocate(t *kernel.Task, a *[6]uint64) (uint64, error) {
 	if !ok {
 		return 0, unix.EOPNOTSUPP
 	}
-	return 0, al.Allocate(t, mode, off, length)
+	if err := al.Allocate(t, mode, off, length); err != nil {
+		return 0, err
+	}
+	d.Notify(unix.IN_MODIFY)
+	return 0, nil
 }
 
 func sysFadvise64(t *kernel.Task, a *[6]uint64) (uint64, error) {
@@ -253,7 +257,11 @@ func setxattr(t *kernel.Task, vd vfs.VirtualDentry, nameAddr, valAddr, size, fla
 	if err := xattrAllowed(t, vd, name, true); err != nil {
 		return 0, err
 	}
-	return 0, vd.Inode().Setxattr(t, name, val, int(flags))
+	if err := vd.Inode().Setxattr(t, name, val, int(flags)); err != nil {
+		return 0, err
+	}
+	t.Kernel().VFS.Notify(t, vd, unix.IN_ATTRIB)
+	return 0, nil
 }
 
 func sysSetxattr(t *kernel.Task, a *[6]uint64) (uint64, error) {
@@ -337,7 +345,11 @@ func removexattr(t *kernel.Task, vd vfs.VirtualDentry, nameAddr uint64) (uint64,
 	if err := xattrAllowed(t, vd, name, true); err != nil {
 		return 0, err
 	}
-	return 0, vd.Inode().Removexattr(t, name)
+	if err := vd.Inode().Removexattr(t, name); err != nil {
+		return 0, err
+	}
+	t.Kernel().VFS.Notify(t, vd, unix.IN_ATTRIB)
+	return 0, nil
 }
 
 func sysRemovexattr(t *kernel.Task, a *[6]uint64) (uint64, error) {

@@ -972,7 +972,11 @@ func sysFtruncate(t *kernel.Task, a *[6]uint64) (uint64, error) {
 		return 0, unix.EINVAL
 	}
 	// An open for writing already passed the permission check.
-	return 0, d.VirtualDentry().Inode().SetAttr(t, &vfs.SetAttr{Mask: vfs.SetSize, Size: size})
+	if err := d.VirtualDentry().Inode().SetAttr(t, &vfs.SetAttr{Mask: vfs.SetSize, Size: size}); err != nil {
+		return 0, err
+	}
+	d.Notify(unix.IN_MODIFY)
+	return 0, nil
 }
 
 func copyOutStatfs(t *kernel.Task, addr uint64, st *unix.Statfs_t) (uint64, error) {

@@ -749,3 +749,6 @@ func (d *FileDescription) notifyClose() {
 		n.mu.Unlock()
 	}
 }
+
+// AnonName is what /proc/PID/fd shows for the descriptor.
+func (in *Inotify) AnonName() string { return "anon_inode:inotify" }

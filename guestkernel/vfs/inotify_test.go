@@ -71,7 +71,10 @@ func (e *env) resolve(path string) vfs.VirtualDentry {
 	return vd
 }
 
-func (e *env) mkdir(path string) { e.t.Helper(); e.ok("mkdir "+path, e.v.Mkdir(e.ctx, e.walk(path), 0o755, 0)) }
+func (e *env) mkdir(path string) {
+	e.t.Helper()
+	e.ok("mkdir "+path, e.v.Mkdir(e.ctx, e.walk(path), 0o755, 0))
+}
 
 func (e *env) open(path string, flags int) *vfs.FileDescription {
 	e.t.Helper()
