@@ -11,7 +11,7 @@ RUNSC    := $(BIN)/runsc
 OUT      := out
 VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 # Debian packages the build and the tests need.
-DEB_PACKAGES := busybox-static gcc libc6-dev make qemu-system-x86 linux-image-amd64 xz-utils
+DEB_PACKAGES := busybox-static gcc libc6-dev make qemu-system-x86 linux-image-amd64 xz-utils python3 perl tar findutils coreutils
 
 .PHONY: all build install deps demo test bench vet readme clean
 
@@ -44,6 +44,9 @@ demo: deps build
 	$(RUNSC) do busybox echo "hello from busybox in the sandbox"
 	@echo "== runsc do of a static C program"
 	$(RUNSC) do $(OUT)/hello from the sandbox
+	@echo "== Debian's dynamically linked ls and python3, the host's / under a memory overlay"
+	$(RUNSC) do /bin/ls -l /etc/os-release
+	$(RUNSC) do /usr/bin/python3 -c 'import sqlite3, platform; print("python", platform.python_version(), "sqlite", sqlite3.sqlite_version, "in the sandbox")'
 	@echo "== busybox uname -m, and an exit status"
 	$(RUNSC) do busybox uname -m
 	-$(RUNSC) do busybox false; echo "exit status $$?"
