@@ -9,7 +9,6 @@ import (
 	"github.com/ringfence/ringfence/guestkernel/vfs"
 )
 
-
 // TestDentryCacheBound: unpinned names beyond the bound are evicted (their
 // inodes released), pinned ones (open files, working directories) and
 // ancestors of cached names stay, and evicted names still resolve.
