@@ -315,3 +315,7 @@ func TestVolumeErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestPivotRoot: pivot_root into a tmpfs with the old root under /old,
+// then detach it (natively in a private mount namespace of its own).
+func TestPivotRoot(t *testing.T) { progTest(t, "pivot_root", staticOnly, nil, NativeExit(0)) }

@@ -34,6 +34,7 @@ func init() {
 	full(unix.SYS_FREMOVEXATTR, sysFremovexattr, aFD, aPath)
 	partial(unix.SYS_MOUNT, "tmpfs, proc, sysfs, bind mounts and remounts; no propagation flags beyond accepting MS_PRIVATE/MS_SLAVE/MS_SHARED as no-ops", sysMount, aPath, aPath, aPath, aHex, aHex)
 	full(unix.SYS_UMOUNT2, sysUmount2, aPath, aHex)
+	partial(unix.SYS_PIVOT_ROOT, "the calling task's root and working directory move to the new root (other tasks' with the process issue)", sysPivotRoot, aPath, aPath)
 	partial(unix.SYS_MEMFD_CREATE, "MFD_HUGETLB gives ordinary pages", sysMemfdCreate, aPath, aHex)
 }
 
@@ -619,4 +620,30 @@ func sysMemfdCreate(t *kernel.Task, a *[6]uint64) (uint64, error) {
 	defer d.DecRef()
 	fd, err := t.FDTable().Install(d, 0, flags&unix.MFD_CLOEXEC != 0, nofile(t))
 	return uint64(fd), err
+}
+
+func sysPivotRoot(t *kernel.Task, a *[6]uint64) (uint64, error) {
+	cwd := uint64(unix.AT_FDCWD & 0xffffffff)
+	newRoot, err := resolveAt(t, cwd, a[0], 0)
+	if err != nil {
+		return 0, err
+	}
+	putOld, err := resolveAt(t, cwd, a[1], 0)
+	if err != nil {
+		return 0, err
+	}
+	fsc := t.FSContext()
+	root, wd := fsc.RootAndCwd()
+	if err := t.Kernel().VFS.PivotRoot(t, root, newRoot, putOld); err != nil {
+		return 0, err
+	}
+	// As Linux does for every task: a root or cwd at the old root moves
+	// to the new one.
+	if root == root.Mount.Root() {
+		fsc.SetRoot(newRoot)
+	}
+	if wd == root {
+		fsc.SetCwd(newRoot)
+	}
+	return 0, nil
 }

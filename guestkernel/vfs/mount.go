@@ -232,3 +232,70 @@ func (v *VFS) NewUnnamedFile(m *Mount, inode Inode, name string, f File) *FileDe
 	d.dead.Store(true)
 	return v.newPathDescription(VirtualDentry{m, d}, f, false)
 }
+
+// PivotRoot is pivot_root(2): newRoot (the root of a mount other than the
+// namespace root) becomes the namespace's root, and the old root mount is
+// attached at putOld, which must be at or under newRoot.
+func (v *VFS) PivotRoot(ctx Context, root, newRoot, putOld VirtualDentry) error {
+	if !ctx.FSCredentials().Caps.Has(CapSysAdmin) {
+		return unix.EPERM
+	}
+	ns := root.Mount.ns
+	if ns == nil || newRoot.Mount.ns != ns || putOld.Mount.ns != ns {
+		return unix.EINVAL
+	}
+	for _, vd := range []VirtualDentry{newRoot, putOld} {
+		a, err := stat(ctx, vd.Dentry)
+		if err != nil {
+			return err
+		}
+		if !a.IsDir() {
+			return unix.ENOTDIR
+		}
+	}
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	old := ns.root
+	nm := newRoot.Mount
+	if root.Dentry != old.root || root.Mount != old || newRoot.Dentry != nm.root || nm == old || nm.parent == nil {
+		return unix.EINVAL
+	}
+	// putOld must be reachable from newRoot.
+	v.renameMu.RLock()
+	under := false
+	for cur := putOld; ; {
+		if cur.Mount == nm && v.isAncestorLocked(nm.root, cur.Dentry) {
+			under = true
+			break
+		}
+		if cur.Mount.parent == nil {
+			break
+		}
+		cur = VirtualDentry{cur.Mount.parent, cur.Mount.point}
+	}
+	v.renameMu.RUnlock()
+	if !under {
+		return unix.EINVAL
+	}
+	// Detach the new root from where it hangs...
+	k := mountKey{nm.parent, nm.point}
+	stack := ns.children[k]
+	for i, c := range stack {
+		if c == nm {
+			ns.children[k] = append(stack[:i:i], stack[i+1:]...)
+			break
+		}
+	}
+	if len(ns.children[k]) == 0 {
+		delete(ns.children, k)
+	}
+	nm.point.mounts.Add(-1)
+	nm.parent, nm.point = nil, nil
+	ns.root = nm
+	// ...and hang the old root at putOld.
+	old.parent, old.point = putOld.Mount, putOld.Dentry
+	pk := mountKey{putOld.Mount, putOld.Dentry}
+	ns.children[pk] = append(ns.children[pk], old)
+	putOld.Dentry.mounts.Add(1)
+	return nil
+}
