@@ -19,7 +19,7 @@ func init() {
 	full(unix.SYS_SENDFILE, sysSendfile, aFD, aFD, aHex, aInt)
 	full(unix.SYS_COPY_FILE_RANGE, sysCopyFileRange, aFD, aHex, aFD, aHex, aInt, aHex)
 	full(unix.SYS_SPLICE, sysSplice, aFD, aHex, aFD, aHex, aInt, aHex)
-	partial(unix.SYS_TEE, "host FIFOs reached through the gofer are EINVAL (only the Sentry's own pipes)", sysTee, aFD, aFD, aInt, aHex)
+	partial(unix.SYS_TEE, "between the Sentry's own pipes: a host pipe (stdio, a FIFO through the gofer) is EINVAL", sysTee, aFD, aFD, aInt, aHex)
 	full(unix.SYS_VMSPLICE, sysVmsplice, aFD, aHex, aInt, aHex)
 }
 
@@ -156,8 +156,8 @@ func fileToPipe(t *kernel.Task, in *kernel.FileDescription, pos int64, dst *pipe
 	if in.Stream() {
 		return streamToPipe(t, in, dst, count, nonblock)
 	}
-	// A regular file's read cannot block: read straight into the pipe's
-	// buffer under its lock.
+	// A file that is not a stream never waits for data: read straight
+	// into the pipe's buffer under its lock.
 	var rerr error
 	var done int64
 	iov := make([][]byte, 1)
@@ -209,7 +209,7 @@ func streamToPipe(t *kernel.Task, in *kernel.FileDescription, dst *pipe.End, cou
 }
 
 // pipeToFile writes up to count bytes from src's buffer to out at pos
-// (-1: out's own position, or a stream).
+// (ignored for streams, which write at their own position).
 func pipeToFile(t *kernel.Task, src *pipe.End, out *kernel.FileDescription, pos int64, count int, nonblock bool) (int64, error) {
 	if out.Stream() {
 		return pipeToStream(t, src, out, count, nonblock)
@@ -241,6 +241,8 @@ func pipeToFile(t *kernel.Task, src *pipe.End, out *kernel.FileDescription, pos 
 // pipeToStream moves to a stream whose write may block: it copies the
 // bytes out without consuming them, writes outside the pipe's lock, then
 // consumes what was written, so a short write leaves the rest buffered.
+// (Unlike Linux, which holds the pipe's mutex throughout, a reader racing
+// on the same pipe could also get those bytes.)
 func pipeToStream(t *kernel.Task, src *pipe.End, out *kernel.FileDescription, count int, nonblock bool) (int64, error) {
 	bp := chunks.Get().(*[]byte)
 	defer chunks.Put(bp)
@@ -307,6 +309,9 @@ func doSendfile(t *kernel.Task, outFD, inFD uint64, off *int64, count uint64) (u
 	}
 	var n int64
 	if dst, ok := pipeOf(out); ok {
+		if in.Stream() && isFIFO(in) {
+			return 0, unix.EINVAL // a host pipe: pipes have no splice_read
+		}
 		n, err = fileToPipe(t, in, pos, dst, int(count), nonblocking(out))
 	} else {
 		if out.StatusFlags()&unix.O_APPEND != 0 {
