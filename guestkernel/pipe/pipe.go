@@ -37,7 +37,9 @@ type Pipe struct {
 	n        int    // bytes buffered
 	readers  int
 	writers  int
-	everW    bool          // a writer has existed (FIFO open semantics)
+	everW    bool          // a writer has existed (POLLHUP needs one)
+	rOpens   uint64        // read-end opens ever (FIFO open waits)
+	wOpens   uint64        // write-end opens ever
 	changed  chan struct{} // closed and replaced on every state change
 	openedAt time.Time
 }
@@ -71,11 +73,13 @@ func (p *Pipe) Open(flags int) *End {
 	acc := flags & unix.O_ACCMODE
 	p.mu.Lock()
 	if acc != unix.O_WRONLY {
+		p.rOpens++
 		p.readers++
 		e.reads = true
 	}
 	if acc != unix.O_RDONLY {
 		p.writers++
+		p.wOpens++
 		p.everW = true
 		e.writes = true
 	}
@@ -93,12 +97,15 @@ func (p *Pipe) OpenFIFO(ctx vfs.Context, flags int) (*End, error) {
 	if acc == unix.O_RDWR {
 		return e, nil
 	}
+	p.mu.Lock()
+	startR, startW := p.rOpens, p.wOpens
+	p.mu.Unlock()
 	for {
+		// As Linux: wait for a partner to be open, or to have opened
+		// since we started waiting (even if it closed again).
 		p.mu.Lock()
-		ok := acc == unix.O_RDONLY && p.writers > 0 || acc == unix.O_WRONLY && p.readers > 0
-		if acc == unix.O_RDONLY && p.everW {
-			ok = true
-		}
+		ok := acc == unix.O_RDONLY && (p.writers > 0 || p.wOpens != startW) ||
+			acc == unix.O_WRONLY && (p.readers > 0 || p.rOpens != startR)
 		ch := p.changed
 		p.mu.Unlock()
 		if ok {
