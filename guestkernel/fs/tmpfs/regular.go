@@ -196,6 +196,9 @@ func (r *regular) allocChargedLocked(i int, page, n uint64) (extent, error) {
 		r.fs.uncharge(int64(n))
 		return extent{}, unix.ENOMEM
 	}
+	// New pages are about to be written (write, fallocate, a mapping's
+	// fault): map them into the Sentry in one call, not a fault per page.
+	r.fs.mf.Populate(mem, n<<pageShift)
 	e := extent{page, page + n, mem}
 	r.pm.insert(i, e)
 	return e, nil
