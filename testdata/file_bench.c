@@ -8,7 +8,8 @@
  *
  *   file_bench openclose FILE N    open(O_RDONLY)+close of FILE, per pair
  *   file_bench stat FILE N         stat of FILE, per call
- *   file_bench read FILE           64 KiB sequential reads of FILE, per read
+ *   file_bench read FILE [KIB]     sequential reads of FILE, 64 KiB (or KIB
+ *                                  KiB, at most 1024) at a time, per read
  *   file_bench write FILE MB       64 KiB sequential writes of MB MiB to a
  *                                  new FILE (removed after), per write
  *   file_bench getdents DIR N      N full listings of DIR with 32 KiB
@@ -39,7 +40,7 @@ static void die(const char *what)
 	exit(1);
 }
 
-static char buf[65536];
+static char buf[1 << 20];
 
 int main(int argc, char **argv)
 {
@@ -70,12 +71,15 @@ int main(int argc, char **argv)
 		end = now_ns();
 		ops = n;
 	} else if (strcmp(mode, "read") == 0) {
+		size_t bs = argc > 3 ? (size_t)atol(argv[3]) * 1024 : 65536;
+		if (bs == 0 || bs > sizeof buf)
+			bs = 65536;
 		int fd = open(path, O_RDONLY);
 		if (fd < 0)
 			die("open");
 		start = now_ns();
 		ssize_t r;
-		while ((r = read(fd, buf, sizeof buf)) > 0)
+		while ((r = read(fd, buf, bs)) > 0)
 			ops++;
 		end = now_ns();
 		if (r < 0)
@@ -85,11 +89,11 @@ int main(int argc, char **argv)
 		int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 		if (fd < 0)
 			die("open");
-		memset(buf, 'x', sizeof buf);
+		memset(buf, 'x', 65536);
 		long writes = n * 16; /* 16 x 64 KiB per MiB */
 		start = now_ns();
 		for (long i = 0; i < writes; i++)
-			if (write(fd, buf, sizeof buf) != (ssize_t)sizeof buf)
+			if (write(fd, buf, 65536) != 65536)
 				die("write");
 		end = now_ns();
 		ops = writes;
