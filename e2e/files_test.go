@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -319,3 +320,72 @@ func TestVolumeErrors(t *testing.T) {
 // TestPivotRoot: pivot_root into a tmpfs with the old root under /old,
 // then detach it (natively in a private mount namespace of its own).
 func TestPivotRoot(t *testing.T) { progTest(t, "pivot_root", staticOnly, nil, NativeExit(0)) }
+
+// TestFileAccessShared: with --file-access=shared, a file changed on the
+// host while the sandbox runs is seen with its new size and contents.
+func TestFileAccessShared(t *testing.T) {
+	prog := Program(t, "reread", Static)
+	ForEachPlatform(t, func(t *testing.T, platform string) {
+		file := filepath.Join(t.TempDir(), "data.txt")
+		if err := os.WriteFile(file, []byte("old\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(Runsc(t), "--platform="+platform, "--file-access=shared", "do", prog, file)
+		var out syncBuffer
+		cmd.Stdout = &out
+		cmd.Stderr = &out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		// Change the file once the program has read it the first time.
+		deadline := time.Now().Add(20 * time.Second)
+		for !strings.Contains(out.String(), "old") && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if err := os.WriteFile(file, []byte("new and longer\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("runsc: %v\n%s", err, out.String())
+		}
+		want := "size 4 read 4: old\nsize 15 read 15: new and longer\n"
+		if out.String() != want {
+			t.Errorf("output %q, want %q", out.String(), want)
+		}
+	})
+}
+
+// TestOverlayNone: with --overlay=none the root is served read-write, so a
+// write under / reaches the host.
+func TestOverlayNone(t *testing.T) {
+	RequireBusybox(t)
+	ForEachPlatform(t, func(t *testing.T, platform string) {
+		file := filepath.Join(t.TempDir(), "written")
+		_, stderr, code := RunRunsc(t, "--platform="+platform, "--overlay=none", "do", "busybox", "sh", "-c", "echo through > "+file)
+		if code != 0 {
+			t.Fatalf("status %d, stderr %q", code, stderr)
+		}
+		if b, err := os.ReadFile(file); err != nil || string(b) != "through\n" {
+			t.Errorf("host file: %q, %v; want \"through\\n\"", b, err)
+		}
+	})
+}
+
+// syncBuffer is a bytes.Buffer a running command writes while the test
+// reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
