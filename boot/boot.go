@@ -92,14 +92,6 @@ func Run(o Options) (kernel.ExitStatus, error) {
 		return kernel.ExitStatus{}, &Error{ExitRunscFailed, err.Error()}
 	}
 	defer mf.Close()
-	p, err := newPlatform(o.Platform, platform.Options{MemoryFD: mf.FD(), NumVCPUs: o.NumVCPUs, StateDir: o.RootDir})
-	if err != nil {
-		return kernel.ExitStatus{}, &Error{ExitRunscFailed, err.Error()}
-	}
-	defer p.Close()
-	logging.Infof("platform: %s", p.Name())
-	aux := readHostAux()
-
 	root := o.RootSource
 	if root == "" {
 		root = "/"
@@ -108,10 +100,24 @@ func Run(o Options) (kernel.ExitStatus, error) {
 	if overlayMode == "" {
 		overlayMode = "memory"
 	}
-	sfs, err := buildFS(mf, fsOptions{
+	fso := fsOptions{
 		RootSource: root, Volumes: o.Volumes, Overlay: overlayMode, FileAccess: o.FileAccess,
 		DebugArgs: o.DebugArgs, NumCPUs: runtime.NumCPU(),
-	})
+	}
+	gofer, err := startGofer(fso)
+	if err != nil {
+		return kernel.ExitStatus{}, &Error{ExitRunscFailed, err.Error()}
+	}
+	p, err := newPlatform(o.Platform, platform.Options{MemoryFD: mf.FD(), NumVCPUs: o.NumVCPUs, StateDir: o.RootDir})
+	if err != nil {
+		gofer.Close()
+		return kernel.ExitStatus{}, &Error{ExitRunscFailed, err.Error()}
+	}
+	defer p.Close()
+	logging.Infof("platform: %s", p.Name())
+	aux := readHostAux()
+
+	sfs, err := buildFS(mf, fso, gofer)
 	if err != nil {
 		return kernel.ExitStatus{}, &Error{ExitRunscFailed, err.Error()}
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/ringfence/ringfence/gofer/process"
 	"github.com/ringfence/ringfence/guestkernel/fs/devfs"
 	"github.com/ringfence/ringfence/guestkernel/fs/devices"
+	"github.com/ringfence/ringfence/guestkernel/fs/devpts"
 	"github.com/ringfence/ringfence/guestkernel/fs/goferfs"
 	"github.com/ringfence/ringfence/guestkernel/fs/overlay"
 	"github.com/ringfence/ringfence/guestkernel/fs/sysfs"
@@ -84,23 +85,8 @@ type fsOptions struct {
 // the mount namespace: the root (under a memory overlay unless
 // --overlay=none), /dev (devfs), /dev/shm (tmpfs), /sys (sysfs) and the
 // volumes. /proc is mounted by the caller once the kernel exists.
-func buildFS(mf *memfile.File, o fsOptions) (*sandboxFS, error) {
-	mounts := []process.Mount{{Source: o.RootSource, ReadOnly: o.Overlay == "memory"}}
-	for _, v := range o.Volumes {
-		mounts = append(mounts, process.Mount{Source: v.Source, ReadOnly: v.ReadOnly})
-	}
-	var stderr io.Writer
-	if logging.DebugEnabled() {
-		stderr = os.Stderr
-	}
-	g, err := process.Spawn(process.SpawnOptions{
-		Mounts: mounts,
-		Args:   append(append([]string{}, o.DebugArgs...), "gofer"),
-		Stderr: stderr,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("starting the gofer: %w", err)
-	}
+func buildFS(mf *memfile.File, o fsOptions, g *process.Gofer) (*sandboxFS, error) {
+	mounts := goferMounts(o)
 	s := &sandboxFS{gofer: g, vfs: vfs.New()}
 	go func() {
 		// The gofer lives as long as the sandbox; an early exit is a bug
@@ -161,6 +147,14 @@ func buildFS(mf *memfile.File, o fsOptions) (*sandboxFS, error) {
 	if err := s.mountAt(ctx, "/dev", v.NewSuperblock(dev), "devtmpfs", vfs.MountNoSuid); err != nil {
 		return fail(err)
 	}
+	// /dev/pts: pseudo-terminals (also registers ptmx, /dev/tty, 136:N).
+	pts, err := devpts.Register(v, devpts.DefaultOptions())
+	if err != nil {
+		return fail(err)
+	}
+	if err := s.mountAt(ctx, "/dev/pts", v.NewSuperblock(pts), "devpts", vfs.MountNoSuid|vfs.MountNoExec); err != nil {
+		return fail(err)
+	}
 	shm, _ := newTmpfs(mf, "mode=1777")
 	if err := s.mountAt(ctx, "/dev/shm", v.NewSuperblock(shm), "shm", vfs.MountNoSuid|vfs.MountNoDev); err != nil {
 		return fail(err)
@@ -178,6 +172,33 @@ func buildFS(mf *memfile.File, o fsOptions) (*sandboxFS, error) {
 		}
 	}
 	return s, nil
+}
+
+func goferMounts(o fsOptions) []process.Mount {
+	mounts := []process.Mount{{Source: o.RootSource, ReadOnly: o.Overlay == "memory"}}
+	for _, v := range o.Volumes {
+		mounts = append(mounts, process.Mount{Source: v.Source, ReadOnly: v.ReadOnly})
+	}
+	return mounts
+}
+
+// startGofer starts the gofer for the root and the volumes. It runs while
+// the platform starts (the gofer's own start-up, two Go program starts, is
+// the larger part of a sandbox's).
+func startGofer(o fsOptions) (*process.Gofer, error) {
+	var stderr io.Writer
+	if logging.DebugEnabled() {
+		stderr = os.Stderr
+	}
+	g, err := process.Spawn(process.SpawnOptions{
+		Mounts: goferMounts(o),
+		Args:   append(append([]string{}, o.DebugArgs...), "gofer"),
+		Stderr: stderr,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("starting the gofer: %w", err)
+	}
+	return g, nil
 }
 
 // mountAt attaches sb at path, making the directory (and its parents) if
