@@ -389,3 +389,8 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestPtyPair: a pseudo-terminal pair from /dev/ptmx and /dev/pts: the
+// line discipline (canonical editing, echo, ONLCR, raw mode, VMIN/VTIME),
+// window sizes, flushing and hang-up, compared with the host's.
+func TestPtyPair(t *testing.T) { progTest(t, "pty_pair", bothLinks, nil, NativeExit(0)) }

@@ -39,6 +39,7 @@ type ThreadGroup struct {
 	info     [numSignals]SigInfo
 	status   ExitStatus
 	done     chan struct{}
+	ctty     any // controlling terminal (a *devpts.Terminal), under mu
 	doneOnce sync.Once
 }
 
@@ -152,6 +153,36 @@ func (t *Task) FSContext() *vfs.FSContext { return t.fs }
 // FSCredentials implements vfs.Context: the effective ids and, for root,
 // every capability.
 func (t *Task) FSCredentials() *vfs.Credentials { return &t.fsCreds }
+
+// ControllingTTY, SetControllingTTY, SignalProcess and ProcessID
+// implement devpts.Session: the one process is its own session leader and
+// process group until the process issue. InstallFD implements
+// devpts.FDInstaller (TIOCGPTPEER).
+func (t *Task) ControllingTTY() any {
+	t.tg.mu.Lock()
+	defer t.tg.mu.Unlock()
+	return t.tg.ctty
+}
+
+// SetControllingTTY records the process's controlling terminal.
+func (t *Task) SetControllingTTY(tty any) {
+	t.tg.mu.Lock()
+	t.tg.ctty = tty
+	t.tg.mu.Unlock()
+}
+
+// SignalProcess sends sig from the terminal, as kill_pgrp does (SI_KERNEL).
+func (t *Task) SignalProcess(sig unix.Signal) {
+	t.tg.SendSignal(sig, SigInfo{Signo: int32(sig), Code: 0x80})
+}
+
+// ProcessID is the process's pid.
+func (t *Task) ProcessID() int32 { return t.tg.pid }
+
+// InstallFD installs d at the lowest free descriptor.
+func (t *Task) InstallFD(d *vfs.FileDescription, cloexec bool) (int32, error) {
+	return t.fdt.Install(d, 0, cloexec, t.tg.limits.Get(unix.RLIMIT_NOFILE).Cur)
+}
 
 func (t *Task) updateFSCreds() {
 	c := t.creds

@@ -4,7 +4,7 @@
 // usual symlinks into /proc. The nodes are plain device nodes: opening
 // one goes to whatever the VFS has registered for its numbers (package
 // devices registers the memory devices). /dev/tty is made but, until the
-// Sentry has terminals, nothing is registered for 5:0, so opening it fails
+// Sentry has terminals, nothing is registered for 5:0 here (devpts registers /dev/tty), so opening it fails
 // with ENXIO as it does on Linux for a process without a controlling
 // terminal.
 package devfs
