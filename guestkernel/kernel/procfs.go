@@ -147,10 +147,16 @@ func (p procProcess) MountNamespace() *vfs.MountNamespace {
 	return p.tg.k.mountNS()
 }
 
-func fdOf(i FDInfo) procfs.FD {
+// fdOf describes one descriptor. Files opened by path are stat'ed only
+// when withIno asks (fdinfo): listing /proc/PID/fd (whose size is the
+// number of descriptors) must not stat an open /proc/PID/fd directory,
+// which would list the descriptors again, without end.
+func fdOf(i FDInfo, withIno bool) procfs.FD {
 	d := i.File
 	fd := procfs.FD{Num: i.FD, Path: d.VirtualDentry(), Flags: d.StatusFlags(), Cloexec: i.Cloexec}
-	if st, err := d.Stat(); err == nil {
+	if fd.Path.Ok() && !withIno {
+		// Name and inode number come from the path.
+	} else if st, err := d.Stat(); err == nil {
 		fd.Ino = st.Ino
 		if !fd.Path.Ok() {
 			switch st.Mode & unix.S_IFMT {
@@ -164,7 +170,9 @@ func fdOf(i FDInfo) procfs.FD {
 	if an, ok := d.File.(interface{ AnonName() string }); ok && !fd.Path.Ok() {
 		fd.Name = an.AnonName()
 	}
-	if !d.Stream() {
+	// The position only for fdinfo: a listing may be iterating one of the
+	// descriptions it lists (holding its lock).
+	if withIno && !d.Stream() {
 		if pos, err := d.Seek(0, unix.SEEK_CUR); err == nil {
 			fd.Pos = pos
 		}
@@ -176,19 +184,20 @@ func (p procProcess) FDs() []procfs.FD {
 	snap := p.tg.leader.fdt.Snapshot()
 	out := make([]procfs.FD, 0, len(snap))
 	for _, i := range snap {
-		out = append(out, fdOf(i))
+		out = append(out, fdOf(i, false))
 		i.File.DecRef()
 	}
 	return out
 }
 
 func (p procProcess) FD(fd int32) (procfs.FD, bool) {
-	for _, f := range p.FDs() {
-		if f.Num == fd {
-			return f, true
-		}
+	d, ok := p.tg.leader.fdt.Get(fd)
+	if !ok {
+		return procfs.FD{}, false
 	}
-	return procfs.FD{}, false
+	defer d.DecRef()
+	cloexec, _ := p.tg.leader.fdt.Cloexec(fd)
+	return fdOf(FDInfo{FD: fd, File: d, Cloexec: cloexec}, true), true
 }
 
 func (p procProcess) MM() *mm.MM { return p.tg.leader.mm }

@@ -411,7 +411,8 @@ func mapELF(m *mm.MM, f io.ReaderAt, ef *elf.File, name string, bias uint64, any
 			}
 		}
 		if start < end {
-			if _, err := m.MMap(mm.MMapOpts{Addr: start, Length: end - start, Perms: pp, Fixed: true, Populate: true}); err != nil {
+			// Named after the file, so /proc/PID/maps shows the program.
+			if _, err := m.MMap(mm.MMapOpts{Addr: start, Length: end - start, Perms: pp, Fixed: true, Populate: true, Name: name}); err != nil {
 				return placed{}, errorf(unix.ENOMEM, "%s: mapping segment at %#x: %v", name, start, err)
 			}
 		}
