@@ -2,7 +2,10 @@ package kernel
 
 import (
 	"errors"
+	"fmt"
+	"os"
 	"runtime"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -266,9 +269,24 @@ func (t *Task) run() {
 	// life, and the thread dies with it (taking its stubs along).
 	runtime.LockOSThread()
 	t.startTime = time.Now()
-	status := t.loop()
+	status := t.safeLoop()
 	t.release()
 	t.tg.finish(status)
+}
+
+// safeLoop runs the task; a panic in the Sentry (a bug: no app input may
+// cause one) kills this sandbox's process with SIGKILL and is reported
+// once with its stack in the debug log, rather than taking runsc down
+// with a Go crash dump.
+func (t *Task) safeLoop() (status ExitStatus) {
+	defer func() {
+		if r := recover(); r != nil {
+			logging.Warningf("Sentry bug: task %d panicked: %v; the process is killed\n%s", t.tid, r, debug.Stack())
+			fmt.Fprintf(os.Stderr, "runsc: internal error in the sandbox kernel (task %d: %v); the program was killed. Please report this with the debug log (--debug-log).\n", t.tid, r)
+			status = ExitStatus{Signal: unix.SIGKILL}
+		}
+	}()
+	return t.loop()
 }
 
 func (t *Task) loop() ExitStatus {
