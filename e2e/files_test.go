@@ -401,3 +401,29 @@ func TestPtyPair(t *testing.T) { progTest(t, "pty_pair", bothLinks, nil, NativeE
 // (It also lists /proc/self/fd while holding that directory open, which
 // once recursed in the Sentry.)
 func TestProcSelf(t *testing.T) { progTest(t, "proc_self", bothLinks, nil, NativeExit(0)) }
+
+// TestPathLookupInSandbox: a bare command name is looked up in the
+// sandbox's PATH, so a program only present in a --volume runs, and a
+// missing one exits 127 with one line.
+func TestPathLookupInSandbox(t *testing.T) {
+	prog := Program(t, "hello", Static)
+	dir := t.TempDir()
+	data, err := os.ReadFile(prog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "rf-hello-in-volume"), data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ForEachPlatform(t, func(t *testing.T, platform string) {
+		stdout, stderr, code := RunRunsc(t, "--platform="+platform, "do", "--volume", dir+":/opt/rf-volume-bin",
+			"--env", "PATH=/opt/rf-volume-bin:/usr/bin:/bin", "rf-hello-in-volume")
+		if code != 0 || !strings.HasPrefix(stdout, "hello, world\n") {
+			t.Errorf("status %d, stdout %q, stderr %q", code, stdout, stderr)
+		}
+		_, stderr, code = RunRunsc(t, "--platform="+platform, "do", "rf-no-such-command")
+		if code != 127 || !strings.Contains(stderr, "rf-no-such-command: command not found in PATH") {
+			t.Errorf("missing command: status %d, stderr %q; want 127 and a one-line message", code, stderr)
+		}
+	})
+}

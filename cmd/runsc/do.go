@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -47,14 +46,8 @@ func doAction(c *cli.Context) error {
 	} else if st, err := os.Stat(cwd); err != nil || !st.IsDir() {
 		return usageError("do: --cwd %q is not a directory", cwd)
 	}
+	// A bare name is looked up in the sandbox's PATH by the Sentry.
 	path := args[0]
-	if !strings.Contains(path, "/") {
-		p, err := exec.LookPath(path)
-		if err != nil {
-			return cli.Exit(fmt.Sprintf("runsc do: %s: command not found in PATH", path), boot.ExitNotFound)
-		}
-		path = p
-	}
 	volumes := c.Generic("volume").(*volumeList).volumes
 	hostname, _ := os.Hostname()
 	status, err := boot.Run(boot.Options{

@@ -2,6 +2,7 @@ package kernel
 
 import (
 	"io"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -68,3 +69,32 @@ func (e *executable) Close() error { e.d.DecRef(); return nil }
 
 // VirtualDentry is the file the executable was opened from.
 func (e *executable) VirtualDentry() vfs.VirtualDentry { return e.d.VirtualDentry() }
+
+// lookPath finds name in the directories of the PATH in envv, as execvp
+// does, through the sandbox's filesystem: the first regular file the task
+// may execute. It returns ENOENT (with the message runsc shows) if none.
+func (t *Task) lookPath(name string, envv []string) (string, error) {
+	path := "/usr/local/bin:/usr/bin:/bin"
+	for _, kv := range envv {
+		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
+			path = v
+		}
+	}
+	root, cwd := t.fs.RootAndCwd()
+	for _, dir := range strings.Split(path, ":") {
+		if dir == "" {
+			dir = "."
+		}
+		p := dir + "/" + name
+		vd, err := t.k.VFS.Resolve(t, &vfs.Walk{Root: root, Start: cwd, Path: p, FollowFinal: true})
+		if err != nil {
+			continue
+		}
+		a, err := vfs.StatVD(t, vd)
+		if err != nil || a.Type() != unix.S_IFREG || vfs.CheckPermission(t.FSCredentials(), &a, vfs.MayExec) != nil {
+			continue
+		}
+		return p, nil
+	}
+	return "", &loader.Error{Errno: unix.ENOENT, Msg: name + ": command not found in PATH"}
+}

@@ -148,6 +148,18 @@ func (k *Kernel) CreateProcess(a ProcessArgs) (*ThreadGroup, error) {
 		}
 		t.fs.SetCwd(vd)
 	}
+	if !strings.Contains(a.Path, "/") {
+		// A bare name is looked up in PATH inside the sandbox, which
+		// (with --volume mounts) need not match the host.
+		p, err := t.lookPath(a.Path, a.Envv)
+		if err != nil {
+			return fail(err)
+		}
+		a.Path = p
+		if a.ExecFn == "" || !strings.Contains(a.ExecFn, "/") {
+			a.ExecFn = p
+		}
+	}
 	opener := execOpener{t}
 	path, argv, exe, err := loader.ResolveScript(opener, a.Path, a.Argv)
 	if err != nil {
