@@ -28,6 +28,7 @@ type ThreadGroup struct {
 
 	// Set at creation (exec will change them under mu).
 	oomScoreAdj atomic.Int32
+	itimer      realTimer // ITIMER_REAL
 	exe         vfs.VirtualDentry
 	name        string
 	argv, envv  []string
@@ -115,6 +116,7 @@ type Task struct {
 	threadPending  sigSet
 	signalsWaiting atomic.Bool // a fast check for the run loop
 	altStack       SignalStack
+	sigst          taskSigState
 
 	clearChildTID uint64
 	robustList    uint64
@@ -352,6 +354,7 @@ func (tg *ThreadGroup) exitStatus() ExitStatus {
 }
 
 func (tg *ThreadGroup) finish(status ExitStatus) {
+	tg.itimer.stop()
 	tg.mu.Lock()
 	tg.status = status
 	tg.exiting.Store(true)

@@ -2,6 +2,7 @@ package syscalls
 
 import (
 	"encoding/binary"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -9,7 +10,14 @@ import (
 )
 
 func init() {
-	partial(unix.SYS_RT_SIGACTION, "actions are kept and SIG_IGN/SIG_DFL honoured; running app handlers comes with the process issue", sysRtSigaction, aSignal, aHex, aHex, aInt)
+	full(unix.SYS_RT_SIGACTION, sysRtSigaction, aSignal, aHex, aHex, aInt)
+	full(unix.SYS_RT_SIGRETURN, sysRtSigreturn)
+	full(unix.SYS_RT_SIGSUSPEND, sysRtSigsuspend, aHex, aInt)
+	full(unix.SYS_PAUSE, sysPause)
+	full(unix.SYS_RT_SIGPENDING, sysRtSigpending, aHex, aInt)
+	partial(unix.SYS_ALARM, "ITIMER_REAL only", sysAlarm, aInt)
+	partial(unix.SYS_SETITIMER, "ITIMER_REAL only; ITIMER_VIRTUAL and ITIMER_PROF return EINVAL", sysSetitimer, aInt, aHex, aHex)
+	partial(unix.SYS_GETITIMER, "ITIMER_REAL only", sysGetitimer, aInt, aHex)
 	full(unix.SYS_RT_SIGPROCMASK, sysRtSigprocmask, aInt, aHex, aHex, aInt)
 	full(unix.SYS_SIGALTSTACK, sysSigaltstack, aHex, aHex)
 	partial(unix.SYS_KILL, "the sandbox has one process, so only it can be signalled", sysKill, aInt, aSignal)
@@ -87,19 +95,8 @@ func sysRtSigprocmask(t *kernel.Task, a *[6]uint64) (uint64, error) {
 	return 0, nil
 }
 
-// sigaltstack flags and minimum size.
-const (
-	ssOnStack     = 1
-	ssDisable     = 2
-	ssAutoDisarm  = 1 << 31
-	minSigStkSize = 2048
-)
-
 func sysSigaltstack(t *kernel.Task, a *[6]uint64) (uint64, error) {
-	old := t.AltStack()
-	if old.Flags == 0 && old.Size == 0 && old.Sp == 0 {
-		old.Flags = ssDisable
-	}
+	old := t.AltStackState()
 	if a[0] != 0 {
 		var b [24]byte
 		if _, err := t.MM().CopyIn(a[0], b[:]); err != nil {
@@ -110,19 +107,9 @@ func sysSigaltstack(t *kernel.Task, a *[6]uint64) (uint64, error) {
 			Flags: int32(binary.LittleEndian.Uint32(b[8:])),
 			Size:  binary.LittleEndian.Uint64(b[16:]),
 		}
-		mode := uint32(ns.Flags) &^ ssAutoDisarm
-		switch {
-		case mode == ssDisable:
-			ns = kernel.SignalStack{Flags: ssDisable}
-		case mode == 0 || mode == ssOnStack:
-			if ns.Size < minSigStkSize {
-				return 0, unix.ENOMEM
-			}
-			ns.Flags &^= ssOnStack
-		default:
-			return 0, unix.EINVAL
+		if err := t.SetAltStackChecked(ns); err != nil {
+			return 0, err
 		}
-		t.SetAltStack(ns)
 	}
 	if a[1] != 0 {
 		var b [24]byte
@@ -132,6 +119,110 @@ func sysSigaltstack(t *kernel.Task, a *[6]uint64) (uint64, error) {
 		if _, err := t.MM().CopyOut(a[1], b[:]); err != nil {
 			return 0, unix.EFAULT
 		}
+	}
+	return 0, nil
+}
+
+// sysRtSigreturn returns the rax the frame restores, so the run loop's
+// write of the result leaves the interrupted code's rax intact.
+func sysRtSigreturn(t *kernel.Task, a *[6]uint64) (uint64, error) {
+	return t.SigReturn(), nil
+}
+
+func sysRtSigsuspend(t *kernel.Task, a *[6]uint64) (uint64, error) {
+	if a[1] != sigsetSize {
+		return 0, unix.EINVAL
+	}
+	var b [8]byte
+	if _, err := t.MM().CopyIn(a[0], b[:]); err != nil {
+		return 0, unix.EFAULT
+	}
+	return 0, t.SigSuspend(binary.LittleEndian.Uint64(b[:]))
+}
+
+func sysPause(t *kernel.Task, a *[6]uint64) (uint64, error) {
+	return 0, t.SigSuspend(t.SigMask())
+}
+
+func sysRtSigpending(t *kernel.Task, a *[6]uint64) (uint64, error) {
+	if a[1] > sigsetSize {
+		return 0, unix.EINVAL
+	}
+	var b [8]byte
+	binary.LittleEndian.PutUint64(b[:], t.PendingSignals())
+	if _, err := t.MM().CopyOut(a[0], b[:a[1]]); err != nil {
+		return 0, unix.EFAULT
+	}
+	return 0, nil
+}
+
+func sysAlarm(t *kernel.Task, a *[6]uint64) (uint64, error) {
+	left, _ := t.SetRealTimer(time.Duration(uint32(a[0]))*time.Second, 0)
+	// alarm rounds the old remaining time to the nearest second, at least 1.
+	secs := uint64((left + time.Second/2) / time.Second)
+	if left > 0 && secs == 0 {
+		secs = 1
+	}
+	return secs, nil
+}
+
+// timevalDuration decodes a struct timeval, EINVAL when malformed.
+func timevalDuration(b []byte) (time.Duration, error) {
+	sec := int64(binary.LittleEndian.Uint64(b[0:]))
+	usec := int64(binary.LittleEndian.Uint64(b[8:]))
+	if sec < 0 || usec < 0 || usec >= 1000000 {
+		return 0, unix.EINVAL
+	}
+	return time.Duration(sec)*time.Second + time.Duration(usec)*time.Microsecond, nil
+}
+
+func putItimerval(b []byte, value, interval time.Duration) {
+	put := func(o []byte, d time.Duration) {
+		binary.LittleEndian.PutUint64(o[0:], uint64(d/time.Second))
+		binary.LittleEndian.PutUint64(o[8:], uint64((d%time.Second+time.Microsecond-1)/time.Microsecond))
+	}
+	put(b[0:], interval)
+	put(b[16:], value)
+}
+
+func sysSetitimer(t *kernel.Task, a *[6]uint64) (uint64, error) {
+	if a[0] != unix.ITIMER_REAL {
+		return 0, unix.EINVAL
+	}
+	var value, interval time.Duration
+	if a[1] != 0 {
+		var b [32]byte
+		if _, err := t.MM().CopyIn(a[1], b[:]); err != nil {
+			return 0, unix.EFAULT
+		}
+		var err error
+		if interval, err = timevalDuration(b[0:]); err != nil {
+			return 0, err
+		}
+		if value, err = timevalDuration(b[16:]); err != nil {
+			return 0, err
+		}
+	}
+	oldValue, oldInterval := t.SetRealTimer(value, interval)
+	if a[2] != 0 {
+		var b [32]byte
+		putItimerval(b[:], oldValue, oldInterval)
+		if _, err := t.MM().CopyOut(a[2], b[:]); err != nil {
+			return 0, unix.EFAULT
+		}
+	}
+	return 0, nil
+}
+
+func sysGetitimer(t *kernel.Task, a *[6]uint64) (uint64, error) {
+	if a[0] != unix.ITIMER_REAL {
+		return 0, unix.EINVAL
+	}
+	value, interval := t.RealTimer()
+	var b [32]byte
+	putItimerval(b[:], value, interval)
+	if _, err := t.MM().CopyOut(a[1], b[:]); err != nil {
+		return 0, unix.EFAULT
 	}
 	return 0, nil
 }
