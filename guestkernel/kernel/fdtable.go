@@ -86,16 +86,23 @@ func (ft *FDTable) setLocked(fd int32, d *FileDescription, cloexec bool) *FileDe
 
 // Remove closes fd.
 func (ft *FDTable) Remove(fd int32) error {
+	d, err := ft.Take(fd)
+	if err == nil {
+		d.DecRef()
+	}
+	return err
+}
+
+// Take removes fd from the table and hands its reference to the caller.
+func (ft *FDTable) Take(fd int32) (*FileDescription, error) {
 	ft.mu.Lock()
+	defer ft.mu.Unlock()
 	if fd < 0 || int(fd) >= len(ft.entries) || ft.entries[fd].d == nil {
-		ft.mu.Unlock()
-		return unix.EBADF
+		return nil, unix.EBADF
 	}
 	d := ft.entries[fd].d
 	ft.entries[fd] = fdEntry{}
-	ft.mu.Unlock()
-	d.DecRef()
-	return nil
+	return d, nil
 }
 
 // CloseRange closes fds in [first, last].

@@ -69,7 +69,7 @@ func block(ctx vfs.Context, ch <-chan struct{}) error {
 // Open makes a File for one end (or both, for O_RDWR), counting it.
 func (p *Pipe) Open(flags int) *End {
 	e := &End{p: p}
-	e.flags.Store(int32(flags))
+	e.SetStatusFlags(flags)
 	acc := flags & unix.O_ACCMODE
 	p.mu.Lock()
 	if acc != unix.O_WRONLY {
@@ -130,10 +130,8 @@ type End struct {
 	p      *Pipe
 	reads  bool
 	writes bool
-	flags  atomic.Int32
+	vfs.StreamStatus
 }
-
-func (e *End) nonblocking() bool { return e.flags.Load()&unix.O_NONBLOCK != 0 }
 
 // Pipe is the pipe the end belongs to.
 func (e *End) Pipe() *Pipe { return e.p }
@@ -141,7 +139,7 @@ func (e *End) Pipe() *Pipe { return e.p }
 // Read implements vfs.File: it waits for data unless the pipe has no
 // writers (EOF) or the end is non-blocking (EAGAIN).
 func (e *End) Read(ctx vfs.Context, dst [][]byte, _ int64) (int, error) {
-	return e.readv(ctx, dst, e.nonblocking())
+	return e.readv(ctx, dst, e.Nonblocking())
 }
 
 // ReadNowait is Read as if the end were O_NONBLOCK (preadv2's RWF_NOWAIT).
@@ -196,7 +194,7 @@ func Gather(src [][]byte) func([]byte) int {
 // pieces, through consume (which returns how many it took). With consume
 // false in drain, the bytes stay buffered (tee). It blocks as Read does.
 func (e *End) ReadWith(ctx vfs.Context, max int, consume func([]byte) int, drain bool) (int, error) {
-	return e.ReadSome(ctx, max, consume, drain, e.nonblocking())
+	return e.ReadSome(ctx, max, consume, drain, e.Nonblocking())
 }
 
 // ReadSome is ReadWith with the end's O_NONBLOCK overridden for this call
@@ -248,7 +246,7 @@ func (e *End) ReadSome(ctx vfs.Context, max int, consume func([]byte) int, drain
 // ones may be split; EPIPE when no reader is left (the caller raises
 // SIGPIPE).
 func (e *End) Write(ctx vfs.Context, src [][]byte, _ int64) (int, error) {
-	return e.writev(ctx, src, e.nonblocking())
+	return e.writev(ctx, src, e.Nonblocking())
 }
 
 // WriteNowait is Write as if the end were O_NONBLOCK (pwritev2's
@@ -268,7 +266,7 @@ func (e *End) writev(ctx vfs.Context, src [][]byte, nonblock bool) (int, error) 
 // WriteWith puts total bytes into the pipe through fill, which copies
 // into the free space it is given and returns how much it copied.
 func (e *End) WriteWith(ctx vfs.Context, total int, fill func([]byte) int) (int, error) {
-	return e.writeWith(ctx, total, fill, e.nonblocking())
+	return e.writeWith(ctx, total, fill, e.Nonblocking())
 }
 
 func (e *End) writeWith(ctx vfs.Context, total int, fill func([]byte) int, nonblock bool) (int, error) {
@@ -502,9 +500,6 @@ func (p *Pipe) SetSize(n int) (int, error) {
 	return size, nil
 }
 
-// Seek implements vfs.File: pipes have no positions.
-func (e *End) Seek(int64, int) (int64, error) { return 0, unix.ESPIPE }
-
 // Stat implements vfs.File.
 func (e *End) Stat() (unix.Stat_t, error) {
 	p := e.p
@@ -526,15 +521,6 @@ func (e *End) Ioctl(ctx vfs.Context, cmd, arg uint64) (uint64, error) {
 	}
 	return 0, unix.ENOTTY
 }
-
-// Stream implements vfs.File.
-func (e *End) Stream() bool { return true }
-
-// StatusFlags implements vfs.File.
-func (e *End) StatusFlags() int { return int(e.flags.Load()) }
-
-// SetStatusFlags implements vfs.File.
-func (e *End) SetStatusFlags(flags int) { e.flags.Store(int32(flags)) }
 
 // Readiness implements vfs.Poller.
 func (e *End) Readiness(mask int16) int16 {

@@ -398,11 +398,13 @@ func sysLseek(t *kernel.Task, a *[6]uint64) (uint64, error) {
 }
 
 func sysClose(t *kernel.Task, a *[6]uint64) (uint64, error) {
-	if d, ok := t.FDTable().Get(int32(a[0])); ok {
-		releasePOSIXLocks(t, d)
-		d.DecRef()
+	d, err := t.FDTable().Take(int32(a[0]))
+	if err != nil {
+		return 0, err
 	}
-	return 0, t.FDTable().Remove(int32(a[0]))
+	releasePOSIXLocks(t, d)
+	d.DecRef()
+	return 0, nil
 }
 
 const (
@@ -521,8 +523,6 @@ func sysFcntl(t *kernel.Task, a *[6]uint64) (uint64, error) {
 	return 0, unix.EINVAL
 }
 
-func statBytes(st *unix.Stat_t) []byte { return unsafeBytes(st) }
-
 // unsafeBytes views a plain struct as the bytes the app sees.
 func unsafeBytes[T any](v *T) []byte {
 	return unsafe.Slice((*byte)(unsafe.Pointer(v)), unsafe.Sizeof(*v))
@@ -538,7 +538,7 @@ func doFstat(t *kernel.Task, fd, addr uint64) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	if _, err := t.MM().CopyOut(addr, statBytes(&st)); err != nil {
+	if _, err := t.MM().CopyOut(addr, unsafeBytes(&st)); err != nil {
 		return 0, unix.EFAULT
 	}
 	return 0, nil

@@ -246,7 +246,7 @@ func statAt(t *kernel.Task, dirfd, pathAddr, atFlags uint64) (vfs.Attr, error) {
 
 func copyOutStat(t *kernel.Task, addr uint64, a *vfs.Attr) error {
 	st := a.ToStat()
-	if _, err := t.MM().CopyOut(addr, statBytes(&st)); err != nil {
+	if _, err := t.MM().CopyOut(addr, unsafeBytes(&st)); err != nil {
 		return unix.EFAULT
 	}
 	return nil
@@ -488,7 +488,7 @@ func sysGetcwd(t *kernel.Task, a *[6]uint64) (uint64, error) {
 	if cwd.Dentry.Dead() {
 		return 0, unix.ENOENT
 	}
-	if !isUnder(t, root, cwd) {
+	if !t.Kernel().VFS.IsUnder(root, cwd) {
 		s = "(unreachable)" + s
 	}
 	b := append([]byte(s), 0)
@@ -499,11 +499,6 @@ func sysGetcwd(t *kernel.Task, a *[6]uint64) (uint64, error) {
 		return 0, unix.EFAULT
 	}
 	return uint64(len(b)), nil
-}
-
-// isUnder reports whether vd is within root's tree (getcwd after chroot).
-func isUnder(t *kernel.Task, root, vd vfs.VirtualDentry) bool {
-	return t.Kernel().VFS.IsUnder(root, vd)
 }
 
 func sysChdir(t *kernel.Task, a *[6]uint64) (uint64, error) {

@@ -7,7 +7,8 @@ import (
 
 // The dentry cache keeps every name that is in use (open, a working
 // directory, a mount point, an ancestor of a cached name) and, beyond
-// those, the most recently used names up to a limit. Evicting a name
+// those, recently used names (CLOCK: a touched name survives one scan) up
+// to a limit. Evicting a name
 // releases its inode, which for remote files frees the gofer's handle (and
 // its host descriptors): without a bound, walking a large tree would
 // exhaust them.
@@ -52,17 +53,13 @@ func (v *VFS) cacheAdd(d *Dentry) {
 	}
 }
 
-// cacheTouch marks d recently used.
+// cacheTouch marks d recently used. Every walk of a cached name does
+// this, so it takes no lock: the eviction scan gives a touched name a
+// second chance instead (the CLOCK approximation of LRU).
 func (v *VFS) cacheTouch(d *Dentry) {
-	if d.lru == nil {
-		return
+	if !d.touched.Load() {
+		d.touched.Store(true)
 	}
-	c := &v.dcache
-	c.mu.Lock()
-	if d.lru != nil {
-		c.lru.MoveToFront(d.lru)
-	}
-	c.mu.Unlock()
 }
 
 // cacheRemove forgets d (its name was removed).
@@ -77,14 +74,14 @@ func (v *VFS) cacheRemove(d *Dentry) {
 }
 
 // collectLocked takes up to n unpinned leaf dentries off the cold end.
-// Pinned ones and directories with cached children move to the front, so
-// the scan does not meet them again at once.
+// Recently touched ones, pinned ones and directories with cached children
+// move to the front, so the scan does not meet them again at once.
 func (c *dentryCache) collectLocked(n int) []*Dentry {
 	var out []*Dentry
 	for scanned := c.lru.Len(); scanned > 0 && len(out) < n; scanned-- {
 		e := c.lru.Back()
 		d := e.Value.(*Dentry)
-		if d.refs.Load() > 0 || d.mounts.Load() > 0 || d.hasChildren() {
+		if d.touched.Swap(false) || d.refs.Load() > 0 || d.mounts.Load() > 0 || d.hasChildren() {
 			c.lru.MoveToFront(e)
 			continue
 		}

@@ -40,8 +40,9 @@ type Dentry struct {
 	dead   atomic.Bool  // unlinked or rmdir'd
 	opens  atomic.Int32 // open descriptions (IN_DELETE_SELF waits for them)
 
-	refs atomic.Int32  // pins: open files, working directories, watches
-	lru  *list.Element // in the VFS's dentry cache; guarded by its mu
+	refs    atomic.Int32  // pins: open files, working directories, watches
+	touched atomic.Bool   // used since the cache's last eviction scan
+	lru     *list.Element // in the VFS's dentry cache; guarded by its mu
 }
 
 // Revalidator is an optional Inode interface for filesystems whose files

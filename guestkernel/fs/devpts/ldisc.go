@@ -141,12 +141,6 @@ type ldisc struct {
 	sigs uint64
 }
 
-func newLdisc() *ldisc {
-	l := &ldisc{}
-	l.setTermios(DefaultTermios(), true)
-	return l
-}
-
 func (l *ldisc) iflag(f uint32) bool { return l.termios.Iflag&f != 0 }
 func (l *ldisc) oflag(f uint32) bool { return l.termios.Oflag&f != 0 }
 func (l *ldisc) lflag(f uint32) bool { return l.termios.Lflag&f != 0 }

@@ -2,7 +2,6 @@ package devpts
 
 import (
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -141,7 +140,7 @@ func (g *gather) skip()      { g.bufs[0] = g.bufs[0][1:] }
 // openMaster makes the master's file.
 func (t *Terminal) openMaster(mnt *vfs.Mount, flags int) *masterFile {
 	f := &masterFile{t: t, mnt: mnt}
-	f.flags.Store(int32(flags &^ openOnlyFlags))
+	f.SetStatusFlags(flags &^ openOnlyFlags)
 	return f
 }
 
@@ -167,7 +166,7 @@ func (t *Terminal) openSlave(ctx vfs.Context, flags int, acquire bool) (*slaveFi
 	}
 	t.mu.Unlock()
 	f := &slaveFile{t: t}
-	f.flags.Store(int32(flags &^ openOnlyFlags))
+	f.SetStatusFlags(flags &^ openOnlyFlags)
 	return f, nil
 }
 
@@ -500,28 +499,23 @@ func (t *Terminal) Winsize() Winsize {
 
 // masterFile is the master's open file.
 type masterFile struct {
-	t     *Terminal
-	mnt   *vfs.Mount // the devpts mount ptmx was opened on, for TIOCGPTPEER
-	flags atomic.Int32
+	t   *Terminal
+	mnt *vfs.Mount // the devpts mount ptmx was opened on, for TIOCGPTPEER
+	vfs.StreamStatus
 }
-
-func (f *masterFile) nonblock() bool { return f.flags.Load()&unix.O_NONBLOCK != 0 }
 
 // Terminal is the pair the file belongs to.
 func (f *masterFile) Terminal() *Terminal { return f.t }
 
 // Read implements vfs.File.
 func (f *masterFile) Read(ctx vfs.Context, dst [][]byte, _ int64) (int, error) {
-	return f.t.masterRead(ctx, dst, f.nonblock())
+	return f.t.masterRead(ctx, dst, f.Nonblocking())
 }
 
 // Write implements vfs.File.
 func (f *masterFile) Write(ctx vfs.Context, src [][]byte, _ int64) (int, error) {
-	return f.t.masterWrite(ctx, src, f.nonblock())
+	return f.t.masterWrite(ctx, src, f.Nonblocking())
 }
-
-// Seek implements vfs.File.
-func (f *masterFile) Seek(int64, int) (int64, error) { return 0, unix.ESPIPE }
 
 // Stat implements vfs.File: ptmx's attributes.
 func (f *masterFile) Stat() (unix.Stat_t, error) {
@@ -534,15 +528,6 @@ func (f *masterFile) Ioctl(ctx vfs.Context, cmd, arg uint64) (uint64, error) {
 	return f.t.ioctl(ctx, f, true, cmd, arg)
 }
 
-// Stream implements vfs.File.
-func (f *masterFile) Stream() bool { return true }
-
-// StatusFlags implements vfs.File.
-func (f *masterFile) StatusFlags() int { return int(f.flags.Load()) }
-
-// SetStatusFlags implements vfs.File.
-func (f *masterFile) SetStatusFlags(flags int) { f.flags.Store(int32(flags)) }
-
 // Readiness implements vfs.Poller.
 func (f *masterFile) Readiness(mask int16) int16 { return f.t.masterReadiness(mask) }
 
@@ -552,27 +537,22 @@ func (f *masterFile) Release() { f.t.releaseMaster() }
 // slaveFile is an open file of the slave (/dev/pts/N, /dev/tty,
 // TIOCGPTPEER).
 type slaveFile struct {
-	t     *Terminal
-	flags atomic.Int32
+	t *Terminal
+	vfs.StreamStatus
 }
-
-func (f *slaveFile) nonblock() bool { return f.flags.Load()&unix.O_NONBLOCK != 0 }
 
 // Terminal is the pair the file belongs to.
 func (f *slaveFile) Terminal() *Terminal { return f.t }
 
 // Read implements vfs.File.
 func (f *slaveFile) Read(ctx vfs.Context, dst [][]byte, _ int64) (int, error) {
-	return f.t.slaveRead(ctx, dst, f.nonblock())
+	return f.t.slaveRead(ctx, dst, f.Nonblocking())
 }
 
 // Write implements vfs.File.
 func (f *slaveFile) Write(ctx vfs.Context, src [][]byte, _ int64) (int, error) {
-	return f.t.slaveWrite(ctx, src, f.nonblock())
+	return f.t.slaveWrite(ctx, src, f.Nonblocking())
 }
-
-// Seek implements vfs.File.
-func (f *slaveFile) Seek(int64, int) (int64, error) { return 0, unix.ESPIPE }
 
 // Stat implements vfs.File: the node's attributes.
 func (f *slaveFile) Stat() (unix.Stat_t, error) {
@@ -584,15 +564,6 @@ func (f *slaveFile) Stat() (unix.Stat_t, error) {
 func (f *slaveFile) Ioctl(ctx vfs.Context, cmd, arg uint64) (uint64, error) {
 	return f.t.ioctl(ctx, f, false, cmd, arg)
 }
-
-// Stream implements vfs.File.
-func (f *slaveFile) Stream() bool { return true }
-
-// StatusFlags implements vfs.File.
-func (f *slaveFile) StatusFlags() int { return int(f.flags.Load()) }
-
-// SetStatusFlags implements vfs.File.
-func (f *slaveFile) SetStatusFlags(flags int) { f.flags.Store(int32(flags)) }
 
 // Readiness implements vfs.Poller.
 func (f *slaveFile) Readiness(mask int16) int16 { return f.t.slaveReadiness(mask) }
